@@ -1,0 +1,113 @@
+"""The ``l2a`` command line: it parses, calls the library, and presents.
+
+Sub-commands import their libraries lazily so that ``l2a --version`` stays instant.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from l2a import __version__
+from l2a.errors import L2AError
+
+app = typer.Typer(
+    name="l2a",
+    help="Sentinel-2 Level-2A ground segment: L1C in, MUSCATE L2A products and STAC out.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+dem_app = typer.Typer(help="Digital elevation model preparation.", no_args_is_help=True)
+app.add_typer(dem_app, name="dem")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"l2a {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """l2a command line."""
+
+
+def _fail(exc: Exception) -> None:
+    err_console.print(f"[bold red]error:[/] {exc}")
+    raise typer.Exit(code=2)
+
+
+@app.command()
+def info(
+    product: Annotated[str, typer.Argument(help="SAFE folder or zip, STAC item JSON, or scene:NAME")],
+    tile: Annotated[str | None, typer.Option(help="Tile id to pick in an old multi-tile product")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON")] = False,
+) -> None:
+    """Print the parsed metadata of an L1C product."""
+    from l2a.io import open_l1c
+    from l2a.io.describe import metadata_summary, render_summary
+
+    try:
+        summary = metadata_summary(open_l1c(product, tile=tile).metadata)
+    except L2AError as exc:
+        _fail(exc)
+        return
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2, default=str))
+    else:
+        render_summary(summary, console)
+
+
+@dem_app.command("prepare")
+def dem_prepare(
+    tile: Annotated[str, typer.Option(help="Sentinel-2 tile id, e.g. T31TCJ or 31TCJ")],
+    source: Annotated[Path, typer.Option(help="DEM GeoTIFF/VRT, or a folder of tiles (e.g. Copernicus DEM COGs)")],
+    out: Annotated[Path, typer.Option(help="Output folder")],
+    coarse: Annotated[int, typer.Option(help="Coarse resolution in metres")] = 240,
+    sea_level_fallback: Annotated[
+        bool, typer.Option(help="Fill missing DEM coverage with 0 m (flagged) instead of failing")
+    ] = False,
+) -> None:
+    """Write elevation, slope and aspect GeoTIFFs on a tile's 10 m, 20 m and coarse grids."""
+    from l2a.dem import prepare_tile
+
+    try:
+        written = prepare_tile(tile, source, out, coarse_resolution=coarse, sea_level_fallback=sea_level_fallback)
+    except L2AError as exc:
+        _fail(exc)
+        return
+    for path in written:
+        console.print(str(path))
+
+
+@app.command()
+def demo(
+    workdir: Annotated[Path | None, typer.Option(help="Working folder (default: in the user cache)")] = None,
+) -> None:
+    """Run the main job on the sample data (today: `l2a info` over every sample product)."""
+    from l2a.demo import run_demo
+
+    try:
+        run_demo(workdir=workdir, console=console)
+    except L2AError as exc:
+        _fail(exc)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

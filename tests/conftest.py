@@ -1,0 +1,79 @@
+"""Shared fixtures.
+
+Tests that need the real sample data use the ``sample_data`` fixture (or
+``sample_path("sub/dir")``). Where the data are missing they *fail* under CI
+(``CI`` or ``L2A_REQUIRE_SAMPLE_DATA`` set) and skip with a clear reason otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from l2a.paths import aux_dir, sample_data_dir
+
+
+def _require() -> bool:
+    return bool(os.environ.get("L2A_REQUIRE_SAMPLE_DATA") or os.environ.get("CI"))
+
+
+def _missing(what: Path) -> None:
+    msg = (
+        f"sample data not found at {what}: set L2A_SAMPLE_DATA to the folder of the "
+        "shared Sentinel-2 sample data (default ../shared/data beside the checkout)"
+    )
+    if _require():
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
+@pytest.fixture(scope="session")
+def sample_data() -> Path:
+    """Root of the real sample data."""
+    root = sample_data_dir()
+    if not root.is_dir():
+        _missing(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def sample_path(sample_data: Path) -> Callable[[str], Path]:
+    """``sample_path("slovenia_T33_summer2015")`` -> the path, or fail/skip if absent."""
+
+    def get(rel: str) -> Path:
+        p = sample_data / rel
+        if not p.exists():
+            _missing(p)
+        return p
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def aux_data() -> Path:
+    """Folder of the auxiliary radiometric tables."""
+    p = aux_dir()
+    if not p.is_dir():
+        _missing(p)
+    return p
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Block connections to anything but loopback (tests never touch the network)."""
+    real_connect = socket.socket.connect
+
+    def guarded(self: socket.socket, address: object) -> object:
+        host = address[0] if isinstance(address, tuple) else address
+        if isinstance(host, str) and not (
+            host.startswith("127.") or host in ("localhost", "::1") or host.startswith("/")
+        ) and self.family in (socket.AF_INET, socket.AF_INET6):
+            raise OSError(f"network access blocked in tests: {address!r}")
+        return real_connect(self, address)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+    yield
