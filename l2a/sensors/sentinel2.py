@@ -73,7 +73,7 @@ DEFAULT_COARSE_RESOLUTION: Final[int] = 240
 MUSCATE_R1: Final[tuple[str, ...]] = ("B02", "B03", "B04", "B08")
 MUSCATE_R2: Final[tuple[str, ...]] = ("B05", "B06", "B07", "B8A", "B11", "B12")
 #: The ten bands of a MUSCATE L2A product (SRE/FRE).
-MUSCATE_BANDS: Final[tuple[str, ...]] = MUSCATE_R1[:3] + ("B05", "B06", "B07", "B08", "B8A", "B11", "B12")
+MUSCATE_BANDS: Final[tuple[str, ...]] = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
 
 #: Sentinel-2 platforms known to the processor.
 PLATFORMS: Final[tuple[str, ...]] = ("S2A", "S2B", "S2C", "S2D")
