@@ -25,6 +25,10 @@ class InputError(L2AError, ValueError):
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
 
+    def __reduce__(self) -> tuple[type[InputError], tuple[str, str]]:
+        # keep the (path, problem) signature across pickling (dask workers send errors back)
+        return (type(self), (self.path, self.problem))
+
 
 class MissingDataError(L2AError, FileNotFoundError):
     """Data needed by a step is absent (DEM coverage, auxiliary tables, sample data)."""

@@ -50,3 +50,13 @@ def test_environment_yml_mirrors_pyproject() -> None:
     assert not missing, f"environment.yml lacks {missing}"
     assert "libgdal-jp2openjpeg" in have
     assert any(d.startswith("python=3.12") for d in env["dependencies"] if isinstance(d, str))
+
+
+def test_input_error_pickles() -> None:
+    import pickle
+
+    from l2a.errors import InputError
+
+    err = pickle.loads(pickle.dumps(InputError("/x/B01.jp2", "truncated")))
+    assert isinstance(err, InputError) and err.path == "/x/B01.jp2" and err.problem == "truncated"
+    assert str(err) == "/x/B01.jp2: truncated"
