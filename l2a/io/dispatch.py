@@ -16,7 +16,7 @@ def open_any(source: str | Path | Any, *, tile: str | None = None) -> L1CProduct
     """Open ``source`` with the reader that fits it (see :func:`l2a.io.open_l1c`)."""
     if not isinstance(source, str | Path):
         # a pystac.Item (duck-typed: avoid importing pystac for the common case)
-        if hasattr(source, "assets") and hasattr(source, "properties"):
+        if isinstance(source, dict) or (hasattr(source, "assets") and hasattr(source, "properties")):
             from l2a.io.stac_l1c import open_stac_item
 
             return open_stac_item(source)
@@ -32,7 +32,13 @@ def open_any(source: str | Path | Any, *, tile: str | None = None) -> L1CProduct
         return open_stac_item(text)
     path = Path(text)
     if not path.exists():
-        raise InputError(path, "no such file or folder")
+        from l2a.io.scenes import list_scenes
+
+        if text in list_scenes():
+            from l2a.io.scenes import open_scene
+
+            return open_scene(text)
+        raise InputError(path, f"no such file or folder (array scenes are named {SCENE_PREFIX}NAME)")
     from l2a.io.safe import open_safe
 
     return open_safe(path, tile=tile)
