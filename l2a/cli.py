@@ -92,6 +92,24 @@ def dem_prepare(
 
 
 @app.command()
+def init(
+    site_dir: Annotated[Path, typer.Argument(help="Folder of the new site (created if missing)")],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing site.toml")] = False,
+) -> None:
+    """Write a commented example site configuration (site.toml) and the site's folders."""
+    from l2a.config import init_site
+
+    try:
+        path = init_site(site_dir, overwrite=force)
+    except L2AError as exc:
+        _fail(exc)
+        return
+    console.print(
+        f"wrote {path}\nedit it, drop L1C products into {path.parent / 'inbox'}, then: l2a run --config {path}"
+    )
+
+
+@app.command()
 def demo(
     workdir: Annotated[Path | None, typer.Option(help="Working folder (default: in the user cache)")] = None,
 ) -> None:

@@ -3,7 +3,8 @@
 # Does nothing where they are already present or where apt is unavailable.
 set -euo pipefail
 need=()
-# (filled in by later features: chromium for browser tests, postgresql for database tests)
+# PostgreSQL server binaries for the database tests (tests start a throw-away cluster)
+if ! command -v pg_ctl >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then need+=(postgresql); fi
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if ! command -v apt-get >/dev/null; then echo "please install: ${need[*]}" >&2; exit 0; fi
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

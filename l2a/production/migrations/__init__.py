@@ -1,0 +1,1 @@
+"""Alembic migrations of the status database (run by ``Database.upgrade``)."""
