@@ -12,4 +12,13 @@ The sub-packages follow the layers of ``ARCHITECTURE.md``:
 
 from l2a._version import __version__
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "correct"]
+
+
+def __getattr__(name: str) -> object:
+    """Lazy top-level API: ``l2a.correct`` without importing xarray at ``import l2a``."""
+    if name == "correct":
+        from l2a.chain.correction import correct
+
+        return correct
+    raise AttributeError(f"module 'l2a' has no attribute {name!r}")
