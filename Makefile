@@ -22,7 +22,7 @@ demo: setup
 	$(VENV)/bin/l2a demo
 
 lint: setup
-	$(VENV)/bin/ruff check l2a tests benchmarks dashboards
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
 test: setup lint
