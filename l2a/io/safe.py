@@ -22,8 +22,13 @@ Pixels
 ``toa()`` reads each chunk in its own dask task (the task opens the file, so graphs
 pickle). Coarser-than-native targets are read through JPEG2000 resolution levels, finer
 targets by pixel replication; see :mod:`l2a.io.safe_read` for the exact rules.
-Each task decodes with ``GDAL_NUM_THREADS`` threads (environment variable; 1 when unset, as
-dask already runs one task per core).
+Each task opens its band file once and decodes with ``GDAL_NUM_THREADS`` threads
+(environment variable; when unset, 1 in dask worker threads/processes, which already run one
+task per core, and all cores under the synchronous scheduler: see
+:func:`l2a.io.safe_read.gdal_env`). At native
+resolution the default 2048 px chunks are aligned on the 1024 px JPEG2000 tiles, so every tile
+is decoded once; chunk sizes that are not multiples of the tile size decode shared tiles
+several times.
 """
 
 from __future__ import annotations
@@ -50,7 +55,13 @@ from l2a.io.safe_metadata import (
     parse_product_metadata,
     parse_tile_metadata,
 )
-from l2a.io.safe_read import DEFAULT_READ_SETTINGS, ReadSettings, interp_angles, read_resampled
+from l2a.io.safe_read import (
+    DEFAULT_READ_SETTINGS,
+    ReadSettings,
+    interp_angles,
+    read_resampled,
+    read_toa,
+)
 from l2a.sensors.sentinel2 import BAND_NAMES, BY_NAME, band
 
 _PRODUCT_MTD = re.compile(r"^(MTD_MSIL1C\.xml|S2[A-Z]_OPER_MTD_SAFL1C_.*\.xml)$")
@@ -190,6 +201,7 @@ class BandFile:
     transform: Affine
     crs: str
     dtype: str
+    n_overviews: int | None = None  # reduced JPEG2000 levels (None: unknown, counted at read)
 
     @property
     def pixel(self) -> float:
@@ -213,7 +225,10 @@ def _band_header(name: str, path: str, display: str) -> BandFile:
             t = src.transform
             if t.b != 0 or t.d != 0 or t.e >= 0 or abs(t.a + t.e) > 1e-9:
                 raise InputError(display, f"unexpected band geotransform {tuple(t)[:6]}")
-            return BandFile(name, path, display, src.shape, t, src.crs.to_string(), src.dtypes[0])
+            return BandFile(
+                name, path, display, src.shape, t, src.crs.to_string(), src.dtypes[0],
+                n_overviews=len(src.overviews(1)),
+            )
     except RasterioError as exc:
         raise InputError(display, f"cannot open the JPEG2000 band (empty, truncated or corrupt?): {exc}") from None
 
@@ -230,11 +245,12 @@ def _toa_chunk(
     offset: float,
     quantification: float,
     settings: ReadSettings,
+    n_overviews: int | None = None,
 ) -> np.ndarray:
-    mean, _, _ = read_resampled(
-        path, full_shape=full_shape, row0=row0, col0=col0, step=step, shape=shape, nodata=nodata, settings=settings
+    return read_toa(
+        path, full_shape=full_shape, row0=row0, col0=col0, step=step, shape=shape, nodata=nodata,
+        offset=offset, quantification=quantification, settings=settings, n_overviews=n_overviews,
     )
-    return ((mean + offset) / quantification).astype(np.float32)
 
 
 def _quality_chunk(
@@ -247,6 +263,7 @@ def _quality_chunk(
     nodata: int,
     saturated: int,
     settings: ReadSettings,
+    n_overviews: int | None = None,
 ) -> np.ndarray:
     _, valid, sat = read_resampled(
         path,
@@ -258,6 +275,7 @@ def _quality_chunk(
         nodata=nodata,
         saturated=saturated,
         settings=settings,
+        n_overviews=n_overviews,
     )
     assert sat is not None
     return np.stack([~valid, sat])
@@ -487,7 +505,7 @@ class SafeProduct:
             def args(r0: int, c0: int, h: int, w: int, bf: BandFile = bf, row0: float = row0,
                      col0: float = col0, step: float = step, offset: float = offset) -> tuple[Any, ...]:
                 return (bf.path, bf.shape, row0 + r0 * step, col0 + c0 * step, step, (h, w),
-                        md.nodata_value, offset, md.quantification, self.settings)
+                        md.nodata_value, offset, md.quantification, self.settings, bf.n_overviews)
 
             arr = _blocked(_toa_chunk, args, gb.shape, chunk, np.float32)
             data_vars[name] = xr.DataArray(
@@ -514,6 +532,31 @@ class SafeProduct:
         )
         return ds
 
+    def load_toa(
+        self,
+        bands: Sequence[str] | None = None,
+        resolution: float = 10,
+        *,
+        chunks: int = 2048,
+    ) -> xr.Dataset:
+        """Eager :meth:`toa`: numpy-backed bands, at one times the result's memory.
+
+        ``toa(...).compute()`` (or ``.values``) holds every chunk and then concatenates them
+        into a new array (dask's final assembly), so its peak is twice the result. Here each
+        band is allocated once and every chunk is stored into it as soon as it is read
+        (``dask.array.store``, current dask scheduler), so the peak is the result plus the
+        chunks in flight. Same values, coordinates and attributes as :meth:`toa`.
+        """
+        import dask.array as da
+
+        ds = self.toa(bands, resolution, chunks=chunks)
+        for name in list(ds.data_vars):
+            var = ds[name]
+            out = np.empty(var.shape, np.float32)
+            da.store(var.data, out, lock=False)
+            ds[name] = var.copy(data=out)
+        return ds
+
     def quality(self, bands: Sequence[str] | None = None, resolution: float = 10) -> xr.Dataset:
         """Boolean ``nodata`` (any band no-data) and ``saturation_<band>`` on ``geobox(resolution)``."""
         import dask.array as da
@@ -531,7 +574,7 @@ class SafeProduct:
             def args(r0: int, c0: int, h: int, w: int, bf: BandFile = bf, row0: float = row0,
                      col0: float = col0, step: float = step) -> tuple[Any, ...]:
                 return (bf.path, bf.shape, row0 + r0 * step, col0 + c0 * step, step, (h, w),
-                        md.nodata_value, md.saturated_value, self.settings)
+                        md.nodata_value, md.saturated_value, self.settings, bf.n_overviews)
 
             arr = _blocked(_quality_chunk, args, gb.shape, chunk, bool, lead=(2,))
             nodata = arr[0] if nodata is None else (nodata | arr[0])
