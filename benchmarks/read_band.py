@@ -6,7 +6,7 @@ git-ignored ``benchmarks/_data/``: real reflectance texture (the 13 bands of the
 neighbouring blocks differ) turned into N05.10 DN, written by
 :func:`l2a.testing.safe_writer.write_safe` (genuine names and metadata, 1024 px JPEG2000 tiles,
 6 resolution levels). Each measurement then runs in a fresh subprocess through the reader
-(``open_safe(...).toa(["B04"], res).compute()``, dask synchronous scheduler, one GDAL thread
+(``open_safe(...).toa(["B04"], res).compute()``, dask synchronous scheduler, so GDAL uses all cores
 unless ``GDAL_NUM_THREADS`` says otherwise) and reports wall time, the Python/numpy peak
 (``tracemalloc``) and the growth of the process's peak resident memory (``ru_maxrss``), which
 also counts GDAL/OpenJPEG's own buffers.
