@@ -122,6 +122,32 @@ def demo(
         _fail(exc)
 
 
+@app.command()
+def serve(
+    config: Annotated[
+        Path, typer.Option("--config", "-c", help="Site configuration file (site.toml) or its folder")
+    ] = Path("."),
+    host: Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0: every interface)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+) -> None:
+    """Serve the site's catalog: STAC API, resto search.json and product downloads (counted)."""
+    from l2a.catalog.server import ServeSettings
+    from l2a.catalog.server import serve as run_server
+    from l2a.config import load_config
+
+    try:
+        settings = ServeSettings.from_settings(load_config(config))
+        console.print(
+            f"catalog {settings.catalog}, products {settings.products}\n"
+            f"STAC API  http://{host}:{port}/   (pystac_client.Client.open(...))\n"
+            f"resto     http://{host}:{port}/resto/api/collections/<collection>/search.json\n"
+            f"download  http://{host}:{port}/download/<item id>   Ctrl-C stops"
+        )
+        run_server(settings, host=host, port=port)
+    except L2AError as exc:
+        _fail(exc)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()
