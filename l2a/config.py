@@ -85,7 +85,7 @@ class Site(_Model):
     @field_validator("tiles")
     @classmethod
     def _tiles(cls, value: list[str]) -> list[str]:
-        from l2a.production.identity import normalise_tile
+        from l2a.io.identity import normalise_tile
 
         out = []
         for tile in value:
@@ -335,7 +335,7 @@ class Settings(BaseSettings):
 
     def site_for_tile(self, tile: str) -> Site | None:
         """The first site listing ``tile`` explicitly (area sites need a footprint test)."""
-        from l2a.production.identity import normalise_tile
+        from l2a.io.identity import normalise_tile
 
         t = normalise_tile(tile)
         return next((s for s in self.sites if t in s.tiles), None)

@@ -29,7 +29,7 @@ from sqlalchemy.engine import make_url
 from l2a.errors import InputError
 from l2a.paths import REPO_ROOT
 from l2a.production.db import Database, normalise_url
-from l2a.production.identity import ProductName, parse_product_name
+from l2a.io.identity import ProductName, parse_product_name
 from l2a.production.models import JobMode, JobState, ProductState
 
 SCRIPT = REPO_ROOT / "scripts" / "pg-test-server.sh"
@@ -227,7 +227,7 @@ def test_same_product_from_another_source_is_a_duplicate(db: Database) -> None:
         "id": "S2A_T34LBQ_20220401T090142_L2A",
         "properties": {"s2:processing_baseline": "04.00"},
     }
-    from l2a.production.identity import key_from_stac_item
+    from l2a.io.identity import key_from_stac_item
 
     q, created = db.register_product(key_from_stac_item(item), source="https://stac/x")
     assert not created and q.id == p.id

@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from l2a.errors import InputError
-from l2a.production.identity import (
+from l2a.io.identity import (
     ACQUISITION_TOLERANCE,
     ProductKey,
     ProductName,

@@ -37,7 +37,7 @@ from urllib.parse import urlparse
 
 from l2a.catalog.download import DownloadRecorder, DownloadResult, DownloadSettings, download
 from l2a.errors import InputError, L2AError
-from l2a.production.identity import ProductName, key_from_stac_item, parse_product_name
+from l2a.io.identity import ProductName, key_from_stac_item, parse_product_name
 
 if TYPE_CHECKING:
     import requests

@@ -47,7 +47,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, selectinload, sessionmaker
 
 from l2a.errors import InputError
-from l2a.production.identity import ACQUISITION_TOLERANCE, ProductName, parse_product_name
+from l2a.io.identity import ACQUISITION_TOLERANCE, ProductName, parse_product_name
 from l2a.production.models import (
     Base,
     Composite,

@@ -3,7 +3,7 @@
 The status database is the system of record: a scan registers every complete product of the
 inbox that it does not know yet, and skips (without reopening them) the ones it knows by
 their local path; a restart loses nothing, and events (:class:`InboxWatcher`) only make it
-react faster. Identity (:mod:`l2a.production.identity`: platform, tile, sensing time,
+react faster. Identity (:mod:`l2a.io.identity`: platform, tile, sensing time,
 baseline, generation time) makes ingest idempotent, whatever the route: the same product
 from the inbox and from a catalog is one row; a newer baseline of an acquisition supersedes
 the older one (:meth:`Database.register_product`).
@@ -17,7 +17,7 @@ Validation tiers (:attr:`IngestSettings.validation`)
         ``"name"`` plus the structure and metadata: :func:`l2a.io.safe.open_safe` (zip or
         folder layout, ``MTD_MSIL1C.xml`` and ``MTD_TL.xml`` parsed and checked), the 13
         band files present, and the metadata agreeing with the name (platform, tile, baseline,
-        sensing time within :data:`~l2a.production.identity.ACQUISITION_TOLERANCE`).
+        sensing time within :data:`~l2a.io.identity.ACQUISITION_TOLERANCE`).
         A few ms a product.
     ``"full"``
         ``"light"`` plus every member's CRC (zip) and every band file's JPEG2000 header read
@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Literal
 from sqlalchemy import func, select
 
 from l2a.errors import InputError
-from l2a.production.identity import ACQUISITION_TOLERANCE, ProductName, parse_product_name
+from l2a.io.identity import ACQUISITION_TOLERANCE, ProductName, parse_product_name
 from l2a.production.inbox import (
     Entry,
     InboxSettings,
