@@ -37,7 +37,10 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
     ] = False,
 ) -> None:
     """l2a command line."""
@@ -50,8 +53,12 @@ def _fail(exc: Exception) -> None:
 
 @app.command()
 def info(
-    product: Annotated[str, typer.Argument(help="SAFE folder or zip, STAC item JSON, or scene:NAME")],
-    tile: Annotated[str | None, typer.Option(help="Tile id to pick in an old multi-tile product")] = None,
+    product: Annotated[
+        str, typer.Argument(help="SAFE folder or zip, STAC item JSON, or scene:NAME")
+    ],
+    tile: Annotated[
+        str | None, typer.Option(help="Tile id to pick in an old multi-tile product")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON")] = False,
 ) -> None:
     """Print the parsed metadata of an L1C product."""
@@ -72,7 +79,9 @@ def info(
 @dem_app.command("prepare")
 def dem_prepare(
     tile: Annotated[str, typer.Option(help="Sentinel-2 tile id, e.g. T31TCJ or 31TCJ")],
-    source: Annotated[Path, typer.Option(help="DEM GeoTIFF/VRT, or a folder of tiles (e.g. Copernicus DEM COGs)")],
+    source: Annotated[
+        Path, typer.Option(help="DEM GeoTIFF/VRT, or a folder of tiles (e.g. Copernicus DEM COGs)")
+    ],
     out: Annotated[Path, typer.Option(help="Output folder")],
     coarse: Annotated[int, typer.Option(help="Coarse resolution in metres")] = 240,
     sea_level_fallback: Annotated[
@@ -83,7 +92,9 @@ def dem_prepare(
     from l2a.dem import prepare_tile
 
     try:
-        written = prepare_tile(tile, source, out, coarse_resolution=coarse, sea_level_fallback=sea_level_fallback)
+        written = prepare_tile(
+            tile, source, out, coarse_resolution=coarse, sea_level_fallback=sea_level_fallback
+        )
     except L2AError as exc:
         _fail(exc)
         return
@@ -111,13 +122,121 @@ def init(
 
 @app.command()
 def demo(
-    workdir: Annotated[Path | None, typer.Option(help="Working folder (default: in the user cache)")] = None,
+    workdir: Annotated[
+        Path | None, typer.Option(help="Working folder (default: in the user cache)")
+    ] = None,
 ) -> None:
-    """Run the main job on the sample data (today: `l2a info` over every sample product)."""
+    """Run the main job: a demo site over the sample data, processed end to end."""
     from l2a.demo import run_demo
 
     try:
-        run_demo(workdir=workdir, console=console)
+        code = run_demo(workdir=workdir, console=console)
+    except L2AError as exc:
+        _fail(exc)
+        return
+    raise typer.Exit(code)
+
+
+ConfigOpt = Annotated[
+    Path, typer.Option("--config", "-c", help="Site configuration (site.toml) or its folder")
+]
+SchedulerOpt = Annotated[
+    str | None, typer.Option("--scheduler", help="Join a running dask scheduler, tcp://host:8786")
+]
+SchedulerFileOpt = Annotated[
+    Path | None, typer.Option("--scheduler-file", help="Join the scheduler of this scheduler file")
+]
+JobqueueOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--jobqueue", help="Start workers as batch jobs: a dask-jobqueue profile (slurm, pbs)"
+    ),
+]
+
+
+@app.command()
+def ingest(config: ConfigOpt) -> None:
+    """Search the catalog sources, download, scan the inbox and register products (no processing)."""
+    from l2a.production import commands
+
+    try:
+        code = commands.ingest(config, console=console)
+    except L2AError as exc:
+        _fail(exc)
+        return
+    raise typer.Exit(code)
+
+
+@app.command()
+def run(
+    config: ConfigOpt,
+    scheduler: SchedulerOpt = None,
+    scheduler_file: SchedulerFileOpt = None,
+    jobqueue: JobqueueOpt = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True,
+) -> None:
+    """Ingest what is pending, process it, publish it, then exit (exit code 1: some failed; 3: output problem)."""
+    from l2a.production import commands
+
+    try:
+        code = commands.run(
+            config,
+            scheduler=scheduler,
+            scheduler_file=scheduler_file,
+            jobqueue=jobqueue,
+            console=console,
+            progress=progress,
+        )
+    except L2AError as exc:
+        _fail(exc)
+        return
+    raise typer.Exit(code)
+
+
+@app.command()
+def watch(
+    config: ConfigOpt,
+    scheduler: SchedulerOpt = None,
+    scheduler_file: SchedulerFileOpt = None,
+    jobqueue: JobqueueOpt = None,
+) -> None:
+    """Run forever: scan the inbox and catalogs, process, publish (Ctrl-C stops cleanly)."""
+    from l2a.production import commands
+
+    try:
+        code = commands.watch(
+            config,
+            scheduler=scheduler,
+            scheduler_file=scheduler_file,
+            jobqueue=jobqueue,
+            console=console,
+        )
+    except L2AError as exc:
+        _fail(exc)
+        return
+    raise typer.Exit(code)
+
+
+@app.command()
+def status(config: ConfigOpt) -> None:
+    """Tables of sites, products and jobs, with the reasons of failures."""
+    from l2a.production import commands
+
+    try:
+        commands.status(config, console=console)
+    except L2AError as exc:
+        _fail(exc)
+
+
+@app.command("job-script")
+def job_script_cmd(
+    profile: Annotated[str, typer.Argument(help="dask-jobqueue profile: slurm, pbs, …")],
+) -> None:
+    """Print the batch script that `--jobqueue PROFILE` would submit (nothing is submitted)."""
+    from l2a.cluster import job_script
+
+    try:
+        typer.echo(job_script(profile))
     except L2AError as exc:
         _fail(exc)
 
@@ -125,9 +244,12 @@ def demo(
 @app.command()
 def serve(
     config: Annotated[
-        Path, typer.Option("--config", "-c", help="Site configuration file (site.toml) or its folder")
+        Path,
+        typer.Option("--config", "-c", help="Site configuration file (site.toml) or its folder"),
     ] = Path("."),
-    host: Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0: every interface)")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(help="Interface to listen on (0.0.0.0: every interface)")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
 ) -> None:
     """Serve the site's catalog: STAC API, resto search.json and product downloads (counted)."""

@@ -27,9 +27,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from l2a.errors import InputError
+from l2a.io.identity import ProductName, parse_product_name
 from l2a.paths import REPO_ROOT
 from l2a.production.db import Database, normalise_url
-from l2a.io.identity import ProductName, parse_product_name
 from l2a.production.models import JobMode, JobState, ProductState
 
 SCRIPT = REPO_ROOT / "scripts" / "pg-test-server.sh"
