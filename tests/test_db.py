@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -329,11 +330,15 @@ def test_composites_published_items_downloads(db: Database) -> None:
 
 _WORKER = textwrap.dedent(
     """
-    import json, sys, time
+    import json, os, sys, time
     from l2a.production.db import Database
     from l2a.production.models import JobState
     db = Database(sys.argv[1])
     worker = sys.argv[2]
+    # start together: imports take a while on a loaded machine
+    open(os.path.join(sys.argv[3], worker + ".ready"), "w").close()
+    while not os.path.exists(os.path.join(sys.argv[3], "go")):
+        time.sleep(0.005)
     claimed = []
     while True:
         job = db.claim_next_job(worker)
@@ -344,14 +349,14 @@ _WORKER = textwrap.dedent(
             time.sleep(0.01)
             continue
         claimed.append(job.id)
-        time.sleep(0.002)
+        time.sleep(0.02)  # hold the job a moment, as real work does
         db.finish_job(job.id)
     print(json.dumps(claimed))
     """
 )
 
 
-def test_two_processes_never_claim_the_same_job(db: Database, db_url: str) -> None:
+def test_two_processes_never_claim_the_same_job(db: Database, db_url: str, tmp_path: Path) -> None:
     tiles = [f"3{i}TCJ" for i in range(1, 9)]
     for tile in tiles:
         for d in range(4):
@@ -360,7 +365,7 @@ def test_two_processes_never_claim_the_same_job(db: Database, db_url: str) -> No
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", _WORKER, db_url, f"w{i}"],
+            [sys.executable, "-c", _WORKER, db_url, f"w{i}", str(tmp_path)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -370,6 +375,12 @@ def test_two_processes_never_claim_the_same_job(db: Database, db_url: str) -> No
     ]
     results = []
     try:
+        deadline = time.monotonic() + 120
+        while not all((tmp_path / f"w{i}.ready").exists() for i in range(2)):
+            assert time.monotonic() < deadline, "workers did not start"
+            assert all(proc.poll() is None for proc in procs), "a worker died at start"
+            time.sleep(0.01)
+        (tmp_path / "go").touch()
         for proc in procs:
             out, err = proc.communicate(timeout=120)
             results.append((proc.returncode, out, err))
