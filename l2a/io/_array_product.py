@@ -23,7 +23,7 @@ from odc.geo.geobox import GeoBox
 from odc.geo.xr import xr_coords
 from pyproj import CRS, Transformer
 
-from l2a.io.l1c import AngleGrid, L1CMetadata
+from l2a.io.l1c import AngleGrid, L1CMetadata, toa_attrs
 from l2a.sensors.sentinel2 import BAND_NAMES, band
 from l2a.sensors.solar import sun_angles
 
@@ -331,19 +331,15 @@ class ArrayL1CProduct:
         ds.attrs["angles_source"] = "computed (NREL SPA) sun; constant near-nadir view"
         return ds
 
-    def _common_attrs(self, geobox: GeoBox) -> dict[str, object]:
-        md = self._metadata
+    def _common_attrs(self, geobox: GeoBox, resolution: float) -> dict[str, object]:
         ang = self.angles(geobox)
-        return {
-            "datetime": md.sensing_time.isoformat().replace("+00:00", "Z"),
-            "platform": md.platform,
-            "tile_id": md.tile_id,
-            "product_id": md.product_id,
+        angles = {
             "sun_zenith": ang["sun_zenith"],
             "sun_azimuth": ang["sun_azimuth"],
             "view_zenith": self._view.zenith_deg,
             "view_azimuth": self._view.azimuth_deg,
         }
+        return toa_attrs(self._metadata, resolution, angles)
 
     def toa(
         self,
@@ -361,7 +357,7 @@ class ArrayL1CProduct:
             da_.attrs.update({"units": "1", "long_name": f"TOA reflectance {b}"})
             data[b] = da_
         ds = xr.Dataset(data, coords=xr_coords(gbox))
-        ds.attrs.update(self._common_attrs(gbox))
+        ds.attrs.update(self._common_attrs(gbox, resolution))
         return ds
 
     def quality(self, bands: Sequence[str] | None = None, resolution: float = 10) -> xr.Dataset:

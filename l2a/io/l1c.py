@@ -155,6 +155,27 @@ class L1CProduct(Protocol):
         ...
 
 
+def toa_attrs(
+    md: L1CMetadata, resolution: float, angles: Mapping[str, Any] | xr.Dataset, **extra: Any
+) -> dict[str, Any]:
+    """The ``attrs`` every form puts on its ``toa()`` Dataset (the contract above).
+
+    ``angles`` maps ``sun_zenith``, ``sun_azimuth``, ``view_zenith``, ``view_azimuth`` to
+    DataArrays on the grid (or scalars); ``extra`` adds form-specific entries.
+    """
+    attrs: dict[str, Any] = {
+        "datetime": md.sensing_time.isoformat().replace("+00:00", "Z"),
+        "platform": md.platform,
+        "tile_id": md.tile_id,
+        "product_id": md.product_id,
+        "baseline": md.baseline,
+        "resolution": float(resolution),
+    }
+    attrs.update({k: angles[k] for k in ("sun_zenith", "sun_azimuth", "view_zenith", "view_azimuth")})
+    attrs.update(extra)
+    return attrs
+
+
 def open_l1c(source: str | Path | Any, *, tile: str | None = None) -> L1CProduct:
     """Open an L1C product in any supported form.
 

@@ -48,7 +48,7 @@ from affine import Affine
 from odc.geo.geobox import GeoBox
 
 from l2a.errors import InputError
-from l2a.io.l1c import AngleGrid, L1CMetadata
+from l2a.io.l1c import AngleGrid, L1CMetadata, toa_attrs
 from l2a.io.safe_metadata import (
     ProductInfo,
     TileInfo,
@@ -516,20 +516,7 @@ class SafeProduct:
             )
         ds = xr.Dataset(data_vars, coords=self._coords(gb))
         ang = self.angles(gb, chunks=chunk, bands=names)
-        ds.attrs.update(
-            {
-                "datetime": md.sensing_time.isoformat().replace("+00:00", "Z"),
-                "platform": md.platform,
-                "tile_id": md.tile_id,
-                "product_id": md.product_id,
-                "baseline": md.baseline,
-                "resolution": float(resolution),
-                "sun_zenith": ang["sun_zenith"],
-                "sun_azimuth": ang["sun_azimuth"],
-                "view_zenith": ang["view_zenith"],
-                "view_azimuth": ang["view_azimuth"],
-            }
-        )
+        ds.attrs.update(toa_attrs(md, resolution, ang))
         return ds
 
     def load_toa(

@@ -49,7 +49,7 @@ from odc.geo.xr import xr_coords
 
 from l2a.errors import InputError
 from l2a.io._array_product import NEAR_NADIR, computed_sun_grid, pixel_centres_lonlat
-from l2a.io.l1c import AngleGrid, L1CMetadata
+from l2a.io.l1c import AngleGrid, L1CMetadata, toa_attrs
 from l2a.io.safe_read import DEFAULT_READ_SETTINGS, ReadSettings, interp_angles, read_resampled
 from l2a.sensors.sentinel2 import BANDS, band
 from l2a.sensors.solar import earth_sun_u, solar_irradiance, sun_angles
@@ -377,18 +377,7 @@ class StacL1CProduct:
         ds = xr.Dataset(out, coords=xr_coords(gb))
         ang = self.angles(gb, chunks=chunk)
         md = self.metadata
-        ds.attrs.update({
-            "datetime": md.sensing_time.isoformat().replace("+00:00", "Z"),
-            "platform": md.platform,
-            "tile_id": md.tile_id,
-            "product_id": md.product_id,
-            "baseline": md.baseline,
-            "resolution": float(resolution),
-            "sun_zenith": ang["sun_zenith"],
-            "sun_azimuth": ang["sun_azimuth"],
-            "view_zenith": ang["view_zenith"],
-            "view_azimuth": ang["view_azimuth"],
-        })
+        ds.attrs.update(toa_attrs(md, resolution, ang))
         return ds
 
     def quality(self, bands: Sequence[str] | None = None, resolution: float = 10) -> xr.Dataset:
