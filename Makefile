@@ -3,15 +3,15 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-EXTRAS := dev,catalog,production,hpc
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml scripts/setup-system.sh 2>/dev/null | cksum | cut -d' ' -f1)
+EXTRAS := dev,catalog,production,hpc,dashboard,notebooks,browser
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile scripts/setup-system.sh 2>/dev/null | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
 .PHONY: setup demo test lint bench clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile scripts/setup-system.sh
 	@bash scripts/setup-system.sh
 	@test -x $(PY) || "$$(bash scripts/find-python.sh)" -m venv $(VENV)
 	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip

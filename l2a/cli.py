@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -239,6 +239,74 @@ def job_script_cmd(
         typer.echo(job_script(profile))
     except L2AError as exc:
         _fail(exc)
+
+
+@app.command()
+def dashboard(
+    config: ConfigOpt = Path("."),
+    port: Annotated[int, typer.Option(help="TCP port (0: any free port)")] = 5006,
+    host: Annotated[
+        str | None, typer.Option(help="Interface to listen on (default: every interface)")
+    ] = None,
+    show: Annotated[bool, typer.Option(help="Open a browser")] = False,
+    download_url: Annotated[
+        str | None, typer.Option(help="Base URL of a running `l2a serve` (counted downloads)")
+    ] = None,
+    refresh: Annotated[float, typer.Option(help="Seconds between automatic refreshes")] = 10.0,
+    basic_auth: Annotated[
+        str | None,
+        typer.Option(help="Password, or a file of user:password lines (needs --cookie-secret)"),
+    ] = None,
+    cookie_secret: Annotated[
+        str | None, typer.Option(help="Secret signing the login cookie")
+    ] = None,
+    allow_origin: Annotated[
+        list[str] | None, typer.Option(help="Host[:port] browsers may connect from (repeatable)")
+    ] = None,
+) -> None:
+    """Serve the production dashboard (Status, Sites, Statistics) of a site; Ctrl-C stops."""
+    try:
+        from dashboards.app import serve_dashboard
+    except ImportError as exc:
+        _fail(RuntimeError(f"{exc}; install the dashboard extra: pip install -e '.[dashboard]'"))
+        return
+    try:
+        console.print(f"dashboard on http://{host or 'localhost'}:{port}/   Ctrl-C stops")
+        kwargs: dict[str, Any] = {"websocket_origin": allow_origin} if allow_origin else {}
+        serve_dashboard(
+            config,
+            port,
+            address=host,
+            show=show,
+            download_url=download_url,
+            refresh_s=refresh,
+            basic_auth=basic_auth,
+            cookie_secret=cookie_secret,
+            **kwargs,
+        )
+    except L2AError as exc:
+        _fail(exc)
+
+
+@app.command()
+def report(
+    site: Annotated[str, typer.Argument(help="Site name of the configuration")],
+    start: Annotated[str | None, typer.Option(help="First acquisition date, YYYY-MM-DD")] = None,
+    end: Annotated[str | None, typer.Option(help="Last acquisition date, YYYY-MM-DD")] = None,
+    out: Annotated[
+        Path, typer.Option(help="Output folder (HTML, executed notebook, CSV, PNG)")
+    ] = Path("report"),
+    config: ConfigOpt = Path("."),
+) -> None:
+    """Run the site report notebook with papermill and save it as HTML."""
+    from l2a.report import run_report
+
+    try:
+        res = run_report(site, start, end, out, config)
+    except L2AError as exc:
+        _fail(exc)
+        return
+    console.print(f"report: {res.html}\ntables and figures: {res.folder}")
 
 
 @app.command()

@@ -1,0 +1,1 @@
+"""The l2a production dashboard (Panel app): see ``dashboards/README.md``."""
