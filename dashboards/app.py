@@ -188,7 +188,8 @@ class ProductView(pn.viewable.Viewer):
             f"tile {str(p.get('grid:code', '')).removeprefix('MGRS-')} · mode {p.get('l2a:mode', '?')} · "
             f"cloud {p.get('eo:cloud_cover', '?')} % · shadow {p.get('l2a:cloud_shadow_cover', '?')} % · "
             f"snow {p.get('l2a:snow_cover', '?')} % · water {p.get('l2a:water_cover', '?')} %  \n"
-            f"*Images are read from the files' overviews (at most {MAX_SIZE} pixels a side).*")
+            f"*Images are read from the files' overviews (at most {MAX_SIZE} pixels a side); "
+            "in the masks, light grey is clear land.*")
         self.images.object = self._images(ov)
         rows = [(k, v if isinstance(v, str | int | float) else str(v)) for k, v in sorted(p.items())]
         self.metadata.value = pd.DataFrame(rows, columns=["property", "value"]).astype(str)
@@ -223,9 +224,10 @@ class ProductView(pn.viewable.Viewer):
             plots.append(hv.RGB(ov.rgb, bounds=bounds, label="true colour (SRE B4, B3, B2)").opts(
                 width=430, height=400, xaxis=None, yaxis=None))
         if ov.classes is not None:
-            cmap = ["#f0f0f0", "#1f77b4", "#2ca02c", "#e377c2", "#7f7f7f"]
+            # the quicklook outline colours (clouds green, snow pink, water blue, shadows yellow)
+            cmap = ["#f0f0f0", "#1f77b4", "#2ca02c", "#e377c2", "#e6c200"]
             img = hv.Image(ov.classes, bounds=bounds, vdims=["class"],
-                           label="masks: water blue, cloud green, snow pink, shadow grey")
+                           label="masks: cloud green, shadow yellow, snow pink, water blue")
             plots.append(img.opts(cmap=cmap, clim=(-0.5, 4.5), colorbar=False, **opts))
         if ov.ndvi is not None:
             plots.append(hv.Image(ov.ndvi, bounds=bounds, vdims=["NDVI"], label="NDVI").opts(
@@ -365,21 +367,21 @@ class StatisticsPage(pn.viewable.Viewer, _Changes):
                   for c, g in long.groupby("class")]
         self.timeline.object = hv.Overlay(curves).opts(
             width=PLOT_WIDTH, height=300, xlabel="acquisition date", ylabel="% of the tile",
-            legend_position="top_left", title="Cover of each acquisition")
+            legend_position="right", title="Cover of each acquisition")
         mo = monthly.assign(month=monthly["month"] + np.timedelta64(14, "D"))  # mid-month
         self.monthly.object = hv.Overlay([
             hv.Curve(mo, "month", (col, "percent"), label=label).opts(color=CLASS_COLOURS[label], line_width=2)
             * hv.Scatter(mo, "month", (col, "percent")).opts(color=CLASS_COLOURS[label], size=7, tools=["hover"])
             for col, label in COVER_COLUMNS.items()
         ]).opts(width=PLOT_WIDTH, height=300, ylabel="mean % of the tile", xlabel="month",
-                title="Monthly mean cover", legend_position="top_left", show_grid=True)
+                title="Monthly mean cover", legend_position="right", show_grid=True)
         c = monthly.assign(month=monthly["month"].dt.strftime("%Y-%m"))
         self.clear.object = (
             hv.Bars(c, "month", ("dates", "acquisitions"), label="all dates").opts(color="#c6dbef")
             * hv.Bars(c, "month", ("clear_dates", "acquisitions"),
                       label=f"clear dates (cloud + shadow ≤ {clear_max:g} %)").opts(color="#08519c", bar_width=0.5)
         ).opts(width=PLOT_WIDTH, height=280, xlabel="month", title="Usable (clear) dates per month",
-               legend_position="top_left", tools=["hover"], show_legend=True)
+               legend_position="right", tools=["hover"], show_legend=True)
         self.monthly_table.value = monthly.assign(month=monthly["month"].dt.strftime("%Y-%m")).round(2)
 
     def _downloads(self) -> None:

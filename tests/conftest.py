@@ -62,6 +62,34 @@ def aux_data() -> Path:
     return p
 
 
+@pytest.fixture(scope="session")
+def demo_site(sample_path: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``site.toml`` of the ``l2a demo`` site, processed from the real sample data.
+
+    One demo folder is shared by the xdist workers (the base temp folder's parent) and guarded
+    by a file lock: the first worker processes it (about 20 s), the others then find nothing
+    left to do, since the demo does no work twice.
+    """
+    import fcntl
+    import io
+
+    from rich.console import Console
+
+    from l2a.demo import run_demo
+
+    for sub in ("slovenia_T33_summer2015", "alcd_toulouse_T31TCJ", "s2cloudless_betsiboka"):
+        sample_path(sub)
+    root = tmp_path_factory.getbasetemp().parent / "l2a-demo-site"
+    root.mkdir(exist_ok=True)
+    with (root.parent / "l2a-demo-site.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        log = io.StringIO()
+        code = run_demo(root, Console(file=log, width=120), progress=False, processes=False)
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    assert code == 0, log.getvalue()
+    return root / "site.toml"
+
+
 @pytest.fixture(autouse=True)
 def _no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Block connections to anything but loopback (tests never touch the network)."""

@@ -74,3 +74,31 @@ def test_explore_tile_runs_with_papermill(site: SmallSite, tmp_path: Path) -> No
     text = "".join(o.get("data", {}).get("text/plain", "") for c in nb.cells if c.cell_type == "code"
                    for o in c.outputs)
     assert "ndvi" in text and "clear fraction" in text
+
+
+def test_notebooks_run_on_the_demo_catalog(demo_site: Path, tmp_path: Path) -> None:
+    """Both notebooks on the real products of ``l2a demo`` (small parameters)."""
+    import papermill
+
+    from l2a.report import run_report
+
+    pytest.importorskip("odc.stac")
+    pytest.importorskip("stackstac")
+    out = tmp_path / "report"
+    res = run_report("slovenia", "2015-07-01", "2015-09-30", out, demo_site)
+    products = pd.read_csv(out / "products.csv", parse_dates=["datetime"])
+    assert len(products) == 5  # the five real Slovenia dates
+    assert "Cover of each acquisition" in res.html.read_text(encoding="utf-8")
+    # the two fully cloudy dates are seen as such by the masks, the three clear ones as clear
+    cloud = products.sort_values("datetime")["cloud"].round().tolist()
+    assert cloud == [0, 100, 100, 0, 0]
+
+    nb_out = tmp_path / "explore.ipynb"
+    papermill.execute_notebook(
+        str(NOTEBOOKS / "explore_tile.ipynb"), str(nb_out), cwd=str(tmp_path), progress_bar=False,
+        parameters={"config": str(demo_site), "tile": "33TVL", "max_dates": 3, "resolution": 20.0},
+    )
+    nb = nbformat.read(nb_out, as_version=4)
+    images = sum(1 for c in nb.cells if c.cell_type == "code" for o in c.outputs
+                 if "image/png" in o.get("data", {}))
+    assert images >= 4
