@@ -65,8 +65,10 @@ def test_bool_and_float(tmp_path: Path) -> None:
         np.testing.assert_array_equal(r.read(1), f)
 
 
-def test_shared_graph_computed_once_per_block(tmp_path: Path) -> None:
-    """SRE and FRE of one map_blocks output: the kernel runs once per block, blocks are written one batch at a time."""
+@pytest.mark.parametrize("joint_bytes", [0, 64 * 1024 * 1024], ids=["block-by-block", "joint"])
+def test_shared_graph_computed_once_per_block(tmp_path: Path, joint_bytes: int) -> None:
+    """SRE and FRE of one map_blocks output: the kernel runs once per block, on both paths
+    (blocks written one batch at a time for large sets, one compute for small ones)."""
     calls: list[tuple[int, int]] = []
 
     def kernel(x: np.ndarray, block_info: dict | None = None) -> np.ndarray:
@@ -78,7 +80,7 @@ def test_shared_graph_computed_once_per_block(tmp_path: Path) -> None:
     both = da.map_blocks(kernel, src, chunks=((2,), *src.chunks[1:]), dtype=np.int16)
     jobs = [CogJob(tmp_path / "a.tif", both[0], GB, -10000, "average"), CogJob(tmp_path / "b.tif", both[1], GB, -10000, "average")]
     with dask.config.set(scheduler="synchronous"):
-        write_cogs(jobs, CogSettings(blocks_per_compute=2))
+        write_cogs(jobs, CogSettings(blocks_per_compute=2, joint_compute_bytes=joint_bytes))
     nblocks = len(src.chunks[1]) * len(src.chunks[2])
     assert len(calls) == nblocks and len(set(calls)) == nblocks
     with rasterio.open(tmp_path / "b.tif") as r:

@@ -386,8 +386,10 @@ def detector_footprints(md: L1CMetadata, grids: Mapping[str, GeoBox], chunks: An
             notes.append(f"DTF_{gname}: vector (GML) detector footprints are not converted")
             continue
         seen: set[int] = set()
+        full: dict[str, np.ndarray] = {}  # whole-grid reads, kept when the probe read is one (small grids)
+        single = isinstance(chunks, int) and max(int(g.shape[0]), int(g.shape[1])) <= chunks
         try:
-            for p in paths.values():
+            for b, p in paths.items():
                 with rasterio.open(p) as src:
                     if src.crs is not None and g.crs is not None and src.crs.to_epsg() != g.crs.epsg:
                         raise ValueError(f"CRS {src.crs} differs from the product's")
@@ -397,11 +399,13 @@ def detector_footprints(md: L1CMetadata, grids: Mapping[str, GeoBox], chunks: An
                     win = rasterio.windows.from_bounds(left, bottom, right, top, src.transform)
                     small = src.read(1, window=win, boundless=True, fill_value=0, resampling=R.nearest,
                                      out_shape=(max(1, int(g.shape[0]) // step), max(1, int(g.shape[1]) // step)))
+                if step == 1 and single:  # the probe read the whole grid at full resolution: no second read
+                    full[b] = small.astype(np.uint8, copy=False)
                 seen |= {int(v) for v in np.unique(small) if v}
         except (rasterio.errors.RasterioIOError, ValueError) as exc:
             notes.append(f"DTF_{gname}: detector footprints unreadable ({exc})")
             continue
-        arrays = {b: _lazy_raster(p, g, chunks) for b, p in paths.items()}
+        arrays: dict[str, Any] = {b: full[b] if b in full else _lazy_raster(p, g, chunks) for b, p in paths.items()}
         for d in sorted(seen):
             bits = None
             for i, b in enumerate(bands):
@@ -719,7 +723,7 @@ def write_product(
         meta.append({"path": mtd.name, "kind": "MTD"})
         if _hook is not None:
             _hook("metadata", tmp)
-        files = _verify_and_hash(tmp, meta, settings.verify)
+        files = _verify_and_hash(tmp, meta, settings.verify, settings.cog.max_workers)
         if _hook is not None:
             _hook("verified", tmp)
         _move_into_place(tmp, final)
@@ -759,43 +763,50 @@ def _move_into_place(tmp: Path, final: Path) -> None:
         os.replace(tmp, final)
 
 
-def _verify_and_hash(root: Path, meta: list[dict[str, Any]], verify: bool) -> tuple[ProductFile, ...]:
+def _verify_one(root: Path, m: Mapping[str, Any], verify: bool) -> tuple[ProductFile, list[str]]:
+    """Check one written file (grid, dtype, COG validity, readability) and hash it."""
     import rasterio
 
-    files = []
     problems: list[str] = []
-    for m in meta:
-        p = root / m["path"]
-        kw: dict[str, Any] = {}
-        if p.suffix == ".tif":
-            g: GeoBox = m["grid"]
+    p = root / m["path"]
+    kw: dict[str, Any] = {}
+    if p.suffix == ".tif":
+        g: GeoBox = m["grid"]
+        if verify:
             with rasterio.open(p) as r:
-                if verify:
-                    if (r.height, r.width) != tuple(g.shape):
-                        problems.append(f"{m['path']}: shape {(r.height, r.width)} != {tuple(g.shape)}")
-                    if r.count != m["count"] or r.dtypes[0] != m["dtype"]:
-                        problems.append(f"{m['path']}: {r.count} x {r.dtypes[0]} != {m['count']} x {m['dtype']}")
-                    if not np.allclose(tuple(r.transform)[:6], tuple(g.affine)[:6]) or r.crs is None or r.crs.to_epsg() != (g.crs.epsg if g.crs is not None else None):
-                        problems.append(f"{m['path']}: grid differs from {_group_label(m)}")
-            if verify:
-                ok, errors, _ = validate_cog(p)
-                if not ok:
-                    problems.append(f"{m['path']}: not a valid COG: {'; '.join(errors)}")
-            kw = {"group": m["group"], "band": m["band"], "dtype": m["dtype"], "nodata": m["nodata"], "count": m["count"],
-                  "shape": tuple(int(x) for x in g.shape), "transform": tuple(float(x) for x in tuple(g.affine)[:6])}
-        elif verify and p.suffix == ".jpg":
-            from PIL import Image
+                if (r.height, r.width) != tuple(g.shape):
+                    problems.append(f"{m['path']}: shape {(r.height, r.width)} != {tuple(g.shape)}")
+                if r.count != m["count"] or r.dtypes[0] != m["dtype"]:
+                    problems.append(f"{m['path']}: {r.count} x {r.dtypes[0]} != {m['count']} x {m['dtype']}")
+                if not np.allclose(tuple(r.transform)[:6], tuple(g.affine)[:6]) or r.crs is None or r.crs.to_epsg() != (g.crs.epsg if g.crs is not None else None):
+                    problems.append(f"{m['path']}: grid differs from {_group_label(m)}")
+            ok, errors, _ = validate_cog(p)
+            if not ok:
+                problems.append(f"{m['path']}: not a valid COG: {'; '.join(errors)}")
+        kw = {"group": m["group"], "band": m["band"], "dtype": m["dtype"], "nodata": m["nodata"], "count": m["count"],
+              "shape": tuple(int(x) for x in g.shape), "transform": tuple(float(x) for x in tuple(g.affine)[:6])}
+    elif verify and p.suffix == ".jpg":
+        from PIL import Image
 
-            with Image.open(p) as im:
-                im.verify()
-        elif verify and p.suffix == ".xml":
-            import defusedxml.ElementTree as DET
+        with Image.open(p) as im:
+            im.verify()
+    elif verify and p.suffix == ".xml":
+        import defusedxml.ElementTree as DET
 
-            DET.parse(p)
-        files.append(ProductFile(path=m["path"], kind=m["kind"], size=p.stat().st_size, sha256=sha256_file(p), **kw))
+        DET.parse(p)
+    return ProductFile(path=m["path"], kind=m["kind"], size=p.stat().st_size, sha256=sha256_file(p), **kw), problems
+
+
+def _verify_and_hash(root: Path, meta: list[dict[str, Any]], verify: bool, workers: int = 2) -> tuple[ProductFile, ...]:
+    """Verify and hash every file of ``meta`` (``workers`` files at a time), in the order of ``meta``."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="verify") as pool:
+        done = list(pool.map(lambda m: _verify_one(root, m, verify), meta))
+    problems = [x for _, probs in done for x in probs]
     if problems:
         raise RuntimeError("product verification failed: " + "; ".join(problems))
-    return tuple(files)
+    return tuple(f for f, _ in done)
 
 
 def _group_label(m: Mapping[str, Any]) -> str:
