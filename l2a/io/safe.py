@@ -49,6 +49,7 @@ from odc.geo.geobox import GeoBox
 
 from l2a.errors import InputError
 from l2a.io.l1c import AngleGrid, L1CMetadata, toa_attrs
+from l2a.io.lazy import angle_chunk, blocked, quality_chunk, toa_chunk
 from l2a.io.safe_metadata import (
     ProductInfo,
     TileInfo,
@@ -58,9 +59,6 @@ from l2a.io.safe_metadata import (
 from l2a.io.safe_read import (
     DEFAULT_READ_SETTINGS,
     ReadSettings,
-    interp_angles,
-    read_resampled,
-    read_toa,
 )
 from l2a.sensors.sentinel2 import BAND_NAMES, BY_NAME, band
 
@@ -231,84 +229,6 @@ def _band_header(name: str, path: str, display: str) -> BandFile:
             )
     except RasterioError as exc:
         raise InputError(display, f"cannot open the JPEG2000 band (empty, truncated or corrupt?): {exc}") from None
-
-
-# --------------------------------------------------------------------------- dask tasks
-def _toa_chunk(
-    path: str,
-    full_shape: tuple[int, int],
-    row0: float,
-    col0: float,
-    step: float,
-    shape: tuple[int, int],
-    nodata: int,
-    offset: float,
-    quantification: float,
-    settings: ReadSettings,
-    n_overviews: int | None = None,
-) -> np.ndarray:
-    return read_toa(
-        path, full_shape=full_shape, row0=row0, col0=col0, step=step, shape=shape, nodata=nodata,
-        offset=offset, quantification=quantification, settings=settings, n_overviews=n_overviews,
-    )
-
-
-def _quality_chunk(
-    path: str,
-    full_shape: tuple[int, int],
-    row0: float,
-    col0: float,
-    step: float,
-    shape: tuple[int, int],
-    nodata: int,
-    saturated: int,
-    settings: ReadSettings,
-    n_overviews: int | None = None,
-) -> np.ndarray:
-    _, valid, sat = read_resampled(
-        path,
-        full_shape=full_shape,
-        row0=row0,
-        col0=col0,
-        step=step,
-        shape=shape,
-        nodata=nodata,
-        saturated=saturated,
-        settings=settings,
-        n_overviews=n_overviews,
-    )
-    assert sat is not None
-    return np.stack([~valid, sat])
-
-
-def _angle_chunk(
-    zenith: np.ndarray, azimuth: np.ndarray, row_pos: np.ndarray, col_pos: np.ndarray
-) -> np.ndarray:
-    z, a = interp_angles(zenith, azimuth, row_pos, col_pos)
-    return np.stack([z, a])
-
-
-def _chunk_starts(n: int, c: int) -> list[tuple[int, int]]:
-    return [(s, min(c, n - s)) for s in range(0, n, c)]
-
-
-def _blocked(
-    func: Any, args_for: Any, shape: Any, chunk: int, dtype: Any, lead: tuple[int, ...] = ()
-) -> Any:
-    """Dask array of ``lead + shape`` built from one delayed call per (row, col) chunk."""
-    import dask
-    import dask.array as da
-
-    rows = []
-    for r0, h in _chunk_starts(shape[0], chunk):
-        row = []
-        for c0, w in _chunk_starts(shape[1], chunk):
-            d = dask.delayed(func, pure=True)(*args_for(r0, c0, h, w))
-            row.append(da.from_delayed(d, shape=(*lead, h, w), dtype=dtype))
-        rows.append(row)
-    if lead:
-        return da.concatenate([da.concatenate(r, axis=len(lead) + 1) for r in rows], axis=len(lead))
-    return da.block(rows)
 
 
 # --------------------------------------------------------------------------- the product
@@ -507,7 +427,7 @@ class SafeProduct:
                 return (bf.path, bf.shape, row0 + r0 * step, col0 + c0 * step, step, (h, w),
                         md.nodata_value, offset, md.quantification, self.settings, bf.n_overviews)
 
-            arr = _blocked(_toa_chunk, args, gb.shape, chunk, np.float32)
+            arr = blocked(toa_chunk, args, gb.shape, chunk, np.float32)
             data_vars[name] = xr.DataArray(
                 arr,
                 dims=("y", "x"),
@@ -563,7 +483,7 @@ class SafeProduct:
                 return (bf.path, bf.shape, row0 + r0 * step, col0 + c0 * step, step, (h, w),
                         md.nodata_value, md.saturated_value, self.settings, bf.n_overviews)
 
-            arr = _blocked(_quality_chunk, args, gb.shape, chunk, bool, lead=(2,))
+            arr = blocked(quality_chunk, args, gb.shape, chunk, bool, lead=(2,))
             nodata = arr[0] if nodata is None else (nodata | arr[0])
             out[f"saturation_{name}"] = xr.DataArray(arr[1], dims=("y", "x"))
         if nodata is None:
@@ -649,7 +569,7 @@ def _interp_grid(grid: AngleGrid, geobox: GeoBox, chunks: int | None) -> Any:
         def args(r0: int, c0: int, h: int, w: int) -> tuple[Any, ...]:
             return (grid.zenith, grid.azimuth, row_pos[r0 : r0 + h], col_pos[c0 : c0 + w])
 
-        return _blocked(_angle_chunk, args, geobox.shape, chunk, np.float32, lead=(2,))
+        return blocked(angle_chunk, args, geobox.shape, chunk, np.float32, lead=(2,))
     # another CRS: transform pixel centres, interpolate eagerly
     from pyproj import Transformer
     from scipy import ndimage

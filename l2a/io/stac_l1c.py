@@ -50,7 +50,8 @@ from odc.geo.xr import xr_coords
 from l2a.errors import InputError
 from l2a.io._array_product import NEAR_NADIR, computed_sun_grid, pixel_centres_lonlat
 from l2a.io.l1c import AngleGrid, L1CMetadata, toa_attrs
-from l2a.io.safe_read import DEFAULT_READ_SETTINGS, ReadSettings, interp_angles, read_resampled
+from l2a.io.lazy import angle_chunk, blocked, quality_chunk, toa_chunk
+from l2a.io.safe_read import DEFAULT_READ_SETTINGS, ReadSettings
 from l2a.sensors.sentinel2 import BANDS, band
 from l2a.sensors.solar import earth_sun_u, solar_irradiance, sun_angles
 
@@ -370,7 +371,7 @@ class StacL1CProduct:
                 return (sb.href, sb.shape, row0 + r0 * step, col0 + c0 * step, step, (h, w), sb.nodata,
                         sb.offset, sb.quantification, self.settings)
 
-            arr = _blocked(_toa_chunk, args, gb.shape, chunk, np.float32)
+            arr = blocked(toa_chunk, args, gb.shape, chunk, np.float32)
             out[name] = xr.DataArray(arr, dims=("y", "x"), attrs={
                 "long_name": f"TOA reflectance {name}", "units": "1", "radio_add_offset": sb.offset,
                 "quantification_value": sb.quantification, "source_file": sb.href})
@@ -398,7 +399,7 @@ class StacL1CProduct:
                 return (sb.href, sb.shape, row0 + r0 * step, col0 + c0 * step, step, (h, w), sb.nodata,
                         sb.saturated, self.settings)
 
-            arr = _blocked(_quality_chunk, args, gb.shape, chunk, bool, lead=(2,))
+            arr = blocked(quality_chunk, args, gb.shape, chunk, bool, lead=(2,))
             nodata = arr[0] if nodata is None else (nodata | arr[0])
             out[f"saturation_{name}"] = xr.DataArray(arr[1], dims=("y", "x"))
         if nodata is None:
@@ -418,7 +419,7 @@ class StacL1CProduct:
             def args(r0: int, c0: int, h: int, w: int) -> tuple[Any, ...]:
                 return (grid.zenith, grid.azimuth, row_pos[r0 : r0 + h], col_pos[c0 : c0 + w])
 
-            arr = _blocked(_angle_chunk, args, geobox.shape, chunk, np.float32, lead=(2,))
+            arr = blocked(angle_chunk, args, geobox.shape, chunk, np.float32, lead=(2,))
             sz, sa = arr[0], arr[1]
         else:
             from l2a.io._array_product import sun_angles_on_geobox
@@ -440,47 +441,6 @@ class StacL1CProduct:
 
     def __repr__(self) -> str:
         return f"StacL1CProduct({self._id!r}, bands={len(self._bands)})"
-
-
-# --------------------------------------------------------------------------- dask tasks
-def _toa_chunk(path: str, full_shape: tuple[int, int], row0: float, col0: float, step: float,
-               shape: tuple[int, int], nodata: int, offset: float, quantification: float,
-               settings: ReadSettings) -> np.ndarray:
-    mean, _, _ = read_resampled(path, full_shape=full_shape, row0=row0, col0=col0, step=step, shape=shape,
-                                nodata=nodata, settings=settings)
-    return ((mean + offset) / quantification).astype(np.float32)
-
-
-def _quality_chunk(path: str, full_shape: tuple[int, int], row0: float, col0: float, step: float,
-                   shape: tuple[int, int], nodata: int, saturated: int, settings: ReadSettings) -> np.ndarray:
-    _, valid, sat = read_resampled(path, full_shape=full_shape, row0=row0, col0=col0, step=step, shape=shape,
-                                   nodata=nodata, saturated=saturated, settings=settings)
-    assert sat is not None
-    return np.stack([~valid, sat])
-
-
-def _angle_chunk(zenith: np.ndarray, azimuth: np.ndarray, row_pos: np.ndarray, col_pos: np.ndarray) -> np.ndarray:
-    z, a = interp_angles(zenith, azimuth, row_pos, col_pos)
-    return np.stack([z, a])
-
-
-def _blocked(func: Any, args_for: Any, shape: Any, chunk: int, dtype: Any, lead: tuple[int, ...] = ()) -> Any:
-    """Dask array of ``lead + shape`` from one delayed call per (row, col) chunk."""
-    import dask
-    import dask.array as da
-
-    rows = []
-    for r0 in range(0, shape[0], chunk):
-        h = min(chunk, shape[0] - r0)
-        row = []
-        for c0 in range(0, shape[1], chunk):
-            w = min(chunk, shape[1] - c0)
-            d = dask.delayed(func, pure=True)(*args_for(r0, c0, h, w))
-            row.append(da.from_delayed(d, shape=(*lead, h, w), dtype=dtype))
-        rows.append(row)
-    if lead:
-        return da.concatenate([da.concatenate(r, axis=len(lead) + 1) for r in rows], axis=len(lead))
-    return da.block(rows)
 
 
 # --------------------------------------------------------------------------- opening
