@@ -115,6 +115,18 @@ def slovenia_terrain(l1c: Any) -> Any:
     return terrain(el, md.mean_sun_zenith, md.mean_sun_azimuth)
 
 
+def _integer_shift(a: np.ndarray, b: np.ndarray) -> tuple[int, int]:
+    """Integer (rows, cols) translation of ``b`` relative to ``a`` by phase correlation."""
+    fa = np.fft.fft2(np.nan_to_num(a - np.nanmean(a)))
+    fb = np.fft.fft2(np.nan_to_num(b - np.nanmean(b)))
+    cross = fa * np.conj(fb)
+    corr = np.fft.ifft2(cross / (np.abs(cross) + 1e-12)).real
+    iy, ix = np.unravel_index(int(np.argmax(corr)), corr.shape)
+    dy = int(iy) if iy <= corr.shape[0] // 2 else int(iy) - corr.shape[0]
+    dx = int(ix) if ix <= corr.shape[1] // 2 else int(ix) - corr.shape[1]
+    return dy, dx
+
+
 def slovenia() -> bool:
     from l2a.chain.correction import correct, group
     from l2a.io.scenes import open_scene
@@ -201,7 +213,22 @@ def slovenia() -> bool:
         tgt = f">= {TARGET_STD_REDUCTION:.0%} {'OK' if red >= TARGET_STD_REDUCTION else 'FAIL'}" if visible else "(NIR, info)"
         print(_row(b, s_t, s_s, s_f, f"{red:.1%}", tgt))
 
-    # diagnostic: the surface itself changes between the dates (aerosol-free SWIR bands)
+    # diagnostic 1: the spread of the scene means (atmosphere and common changes, no pixel noise)
+    print("\nDiagnostic: date-to-date std of the scene mean over the same pixels (pixel noise such as "
+          "misregistration averages out; what is left is atmosphere + common surface change):")
+    print(_row("band", "TOA std", "SRE std", "SRE reduction"))
+    for b, name in (("B02", "B2"), ("B03", "B3"), ("B04", "B4"), ("B08", "B8")):
+        tm = np.array([per_date[d]["toa"][b].values[clear].mean() for d in CLEAR_DATES])
+        sm = np.array([per_date[d]["r1"][f"SRE_{name}"].values[clear].mean() / 1e4 for d in CLEAR_DATES])
+        print(_row(b, float(tm.std()), float(sm.std()), f"{1.0 - sm.std() / tm.std():.1%}"))
+    print("Inter-date shift of the NIR TOA against the first clear date (integer phase correlation, "
+          "rows, cols; any shift adds pixel-level spread that SRE amplifies by 1/(T_down T_up tg)):")
+    ref_nir = per_date[CLEAR_DATES[0]]["toa"]["B08"].values
+    for d in CLEAR_DATES[1:]:
+        dy, dx = _integer_shift(ref_nir, per_date[d]["toa"]["B08"].values)
+        print(f"  {d}: ({dy}, {dx}) px")
+
+    # diagnostic 2: the surface itself changes between the dates (aerosol-free SWIR bands)
     ref = CLEAR_DATES[0]
     print("\nDiagnostic: TOA change of the aerosol-free SWIR bands over the same pixels (ratio to "
           f"{ref}); a surface/BRDF change the visible TOA hides because the path reflectance grows "

@@ -201,3 +201,45 @@ def test_genuine_safe_crop(sample_path: Callable[[str], Path]) -> None:
         v = ds[f"SRE_{name}"].values
         assert (v != REFLECTANCE_NODATA).all() and (v > -500).all() and (v < 10000).all()
     np.testing.assert_array_equal(ds["FRE_B8"].values, ds["SRE_B8"].values)  # no DEM: flat
+
+
+def test_whole_decimated_tile(sample_path: Callable[[str], Path], tmp_path: Path) -> None:
+    """The whole real T19UDP tile (13 bands decimated to 900 m, read through a STAC item):
+    masks, SRE/FRE/ATB on 900 m grids, no-data outside the swath, plausible atmosphere."""
+    import json
+
+    from test_stac_l1c import T19, _t19_item
+
+    from l2a.chain.correction import CorrectionSettings
+    from l2a.io import open_l1c
+    from l2a.masks import detect
+
+    path = tmp_path / "item.json"
+    path.write_text(json.dumps(_t19_item(sample_path(T19), tmp_path)))
+    l1c = open_l1c(str(path))
+    toa = l1c.toa(None, 900).compute()
+    masks, _ = detect(toa, None)
+    ds, _ = correct(l1c, masks, None, None, CorrectionSettings(resolutions_m=(900.0, 900.0)))
+    ds = ds.compute()
+    r1, r2 = group(ds, "R1"), group(ds, "R2")
+    assert r1.odc.geobox.shape == (122, 122) and r2.odc.geobox.shape == (122, 122)
+    # west of the swath edge (a pixel missing in any band is no-data in all: the edge is
+    # band-dependent by a pixel or two)
+    outside = ~np.all([np.isfinite(toa[b].values) for b in toa.data_vars], axis=0)
+    assert 0.2 < outside.mean() < 0.6
+    for v in (r1["SRE_B2"], r1["FRE_B8"], r2["SRE_B12"]):
+        nodata = v.values == REFLECTANCE_NODATA
+        assert not nodata[~outside].any() and nodata[outside].mean() > 0.97
+    np.testing.assert_array_equal(r1["FRE_B8"].values, r1["SRE_B8"].values)  # no DEM: flat
+    # clear land: vegetated Quebec in July, a red edge and dark visible surface
+    m = np.asarray(masks["valid"].values & ~masks["cloud"].values & ~masks["cloud_shadow"].values & ~masks["water"].values)
+    m &= ~outside
+    assert m.sum() > 2000
+    med = {n: float(np.median(r1[f"SRE_{n}"].values[m])) / 1e4 for n in ("B2", "B4", "B8")}
+    med |= {n: float(np.median(r2[f"SRE_{n}"].values[m])) / 1e4 for n in ("B5", "B7", "B11")}
+    assert 0.0 < med["B2"] < 0.06 and 0.0 < med["B4"] < 0.08 and med["B4"] < med["B5"] < med["B7"]
+    assert med["B8"] > 3 * med["B4"] and 0.05 < med["B11"] < 0.35
+    aot, wv = float(ds.attrs["aot_mean"]), float(ds.attrs["water_vapour_mean"])
+    assert 0.03 < aot < 0.6 and 0.3 < wv < 5.0
+    atb = r1["ATB_R1"].values
+    assert atb.dtype == np.uint8 and atb.shape == (2, 122, 122)

@@ -47,6 +47,7 @@ from l2a.kernels import adjacency as adj
 from l2a.kernels import atmosphere as atm
 from l2a.kernels import fullres
 from l2a.kernels import slope_correction as slc
+from l2a.kernels.clouds import dilate
 from l2a.kernels.rt import AtmosphereTerms, RadiativeTransferModel, inverse
 from l2a.kernels.smac import SmacModel
 from l2a.sensors.sentinel2 import BY_NAME, MUSCATE_R1, MUSCATE_R2
@@ -93,6 +94,14 @@ class CorrectionSettings:
         Dask chunk side (pixels) of the full-resolution arrays.
     bands : tuple of str
         Bands to produce (default: the 10 MUSCATE bands).
+    aot_cloud_margin_m : float
+        Pixels closer than this (m) to a cloud or a cloud shadow are left out of the AOT
+        retrieval (as MAJA dilates its cloud mask there): cloud edges, thin undetected cloud
+        and sub-pixel shadows there would bias the dark-pixel relation. 0 disables it.
+    resolutions_m : tuple of float
+        Pixel sizes (m) of the R1 and R2 outputs (MUSCATE: 10 and 20). Coarser values give a
+        decimated product (a preview, or an input that is itself decimated, such as a whole
+        tile at 900 m); the science is the same, the TOA is read at that size.
     """
 
     coarse_resolution_m: float = 240.0
@@ -107,6 +116,8 @@ class CorrectionSettings:
     water_vapour_smooth_px: float = 1.0
     chunks: int = 2048
     bands: tuple[str, ...] = MUSCATE_R1 + MUSCATE_R2
+    aot_cloud_margin_m: float = 480.0
+    resolutions_m: tuple[float, float] = (10.0, 20.0)
 
 
 DEFAULT_CORRECTION: Final[CorrectionSettings] = CorrectionSettings()
@@ -312,7 +323,7 @@ def coarse_stage(
     water = mask("water", "any")
     snow = mask("snow", "any")
     clear = valid & ~cloud & ~shadow
-    usable = clear & ~water & ~snow
+    usable = clear & ~water & ~snow & ~dilate(cloud | shadow, int(np.ceil(settings.aot_cloud_margin_m / res - 1e-9)))
 
     # pressure and ozone
     if terrain is not None and "elevation" in terrain:
@@ -679,7 +690,8 @@ def correct(
     variables: dict[str, Any] = {}
     coords: dict[str, Any] = {}
     grids: dict[str, GeoBox] = {"coarse": st.geobox}
-    for group_name, bands, res, dims in (("R1", r1, 10.0, ("y", "x")), ("R2", r2, 20.0, ("y_r2", "x_r2"))):
+    res1, res2 = settings.resolutions_m
+    for group_name, bands, res, dims in (("R1", r1, res1, ("y", "x")), ("R2", r2, res2, ("y_r2", "x_r2"))):
         if not bands:
             continue
         v, g = _group_vars(l1c, bands, res, st, terrain, settings, dims)
