@@ -7,8 +7,8 @@
   (from our mask), ``l2a:snow_cover``, ``l2a:water_cover``, ``l2a:cloud_shadow_cover``,
   ``l2a:cirrus_cover``, ``l2a:valid_cover`` (% of the tile), ``l2a:product_name``,
   ``l2a:reflectance`` (false for reflectance-less products), ``l2a:mode``, ``l2a:aot_mean``,
-  ``l2a:water_vapour_mean``, ``proj:code`` **and** ``proj:epsg`` (stackstac 0.5 reads only
-  the latter), ``grid:code`` (``MGRS-31TCJ``), ``view:sun_azimuth``, ``view:sun_elevation``,
+  ``l2a:water_vapour_mean``, ``proj:code`` **and** ``proj:epsg`` (projection extension v1.2.0,
+  see below), ``grid:code`` (``MGRS-31TCJ``), ``view:sun_azimuth``, ``view:sun_elevation``,
   ``view:incidence_angle``, ``view:azimuth`` (means), ``sat:relative_orbit``,
   ``processing:level`` ``L2A``, ``processing:software`` ``{"l2a": version}``,
   ``processing:datetime``, ``s2:processing_baseline`` of the input;
@@ -24,6 +24,19 @@
 Reflectance assets load directly with ``odc.stac.load`` (raw int16 values, ``nodata`` -10000 in
 ``attrs``) and ``stackstac.stack(..., dtype="int16", fill_value=np.int16(-10000),
 rescale=False)``; with ``rescale=True`` stackstac applies ``raster:bands`` scale (0.0001).
+
+Projection: the items declare the projection extension **v1.2.0**, which introduced ``proj:code``
+and only *deprecated* ``proj:epsg``, so an item carrying both is valid; stackstac 0.5 reads only
+``proj:epsg``, odc-stac reads either. The item JSON as written (files of the static catalog, the
+server's responses, ``pystac_client``'s ``items_as_dicts()``) therefore loads as is with both.
+
+What pystac 1.15 does on *reading*: ``Item.from_file``, ``Item.from_dict`` (``migrate=True`` is the
+default), ``Catalog.get_items`` and ``pystac_client``'s ``ItemSearch.items()`` run pystac's
+projection migration, which rewrites the declared v1.2.0 schema URI to v2.0.0 and **pops**
+``proj:epsg`` (keeping ``proj:code``). Items obtained that way are still fine for odc-stac but
+no longer for stackstac 0.5: pass them through :func:`for_stackstac` first (or hand stackstac the
+raw dicts, or read with ``Item.from_dict(d, migrate=False)``). Items made here by
+:func:`make_item` are never migrated and need no shim.
 """
 
 from __future__ import annotations
@@ -55,10 +68,15 @@ from l2a.sensors.sentinel2 import BY_NAME
 COLLECTION_ID: Final[str] = "sentinel2-l2a-l2a"
 COG_MEDIA_TYPE: Final[str] = "image/tiff; application=geotiff; profile=cloud-optimized"
 
+#: Projection extension v1.2.0: has ``proj:code`` and still allows (deprecated) ``proj:epsg``.
+PROJECTION_V1_2: Final[str] = "https://stac-extensions.github.io/projection/v1.2.0/schema.json"
+#: Projection extension v2.0.0 (pystac's migration target; ``proj:epsg`` removed).
+PROJECTION_V2_0: Final[str] = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
+
 #: Extension schemas the items declare.
 EXTENSIONS: Final[dict[str, str]] = {
     "eo": "https://stac-extensions.github.io/eo/v1.1.0/schema.json",
-    "proj": "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
+    "proj": PROJECTION_V1_2,
     "raster": "https://stac-extensions.github.io/raster/v1.1.0/schema.json",
     "file": "https://stac-extensions.github.io/file/v2.1.0/schema.json",
     "view": "https://stac-extensions.github.io/view/v1.0.0/schema.json",
@@ -106,10 +124,6 @@ class ItemSettings:
         Target of the ``license`` link (the Copernicus Sentinel data terms).
     license : str
         SPDX id or ``other``.
-    stackstac_epsg : bool
-        Also write ``proj:epsg`` next to ``proj:code`` (stackstac 0.5 reads only ``proj:epsg``).
-        pystac drops ``proj:epsg`` when it *reads* an item (its projection migration): pass
-        items read through pystac to stackstac via :func:`for_stackstac`.
     collection_href : str
         Target of the ``collection`` link (the layout of :class:`l2a.catalog.static.StaticCatalog`,
         which rewrites it anyway).
@@ -121,7 +135,6 @@ class ItemSettings:
     href_base: str | None = None
     license_href: str = "https://sentinels.copernicus.eu/documents/247904/690755/Sentinel_Data_Legal_Notice"
     license: str = "other"
-    stackstac_epsg: bool = True
     include_fre: bool = True
     collection_href: str = "../collection.json"
 
@@ -281,6 +294,7 @@ def make_item(
         "l2a:product_name": info.name,
         "l2a:reflectance": bool(info.reflectance),
         "proj:code": f"EPSG:{info.epsg}",
+        "proj:epsg": int(info.epsg),  # deprecated in projection v1.2.0 but valid; stackstac 0.5 reads it
         "grid:code": f"MGRS-{info.tile_id}",
         "view:sun_azimuth": float(info.sun_azimuth),
         "view:sun_elevation": 90.0 - float(info.sun_zenith),
@@ -291,8 +305,6 @@ def make_item(
         "processing:datetime": _iso(info.processing_time),
         "license": settings.license,
     }
-    if settings.stackstac_epsg:
-        props["proj:epsg"] = int(info.epsg)
     for k in ("cirrus", "valid"):
         if k in c:
             props[f"l2a:{k}_cover"] = round(float(c[k]), 4)
@@ -335,19 +347,31 @@ def make_item(
 
 
 def for_stackstac(items: Iterable[pystac.Item | dict[str, Any]]) -> list[dict[str, Any]]:
-    """Item dicts with ``proj:epsg`` restored from ``proj:code`` (shim for stackstac 0.5).
+    """Item dicts that stackstac 0.5 can place: ``proj:epsg`` restored from ``proj:code``.
 
-    pystac 1.15 migrates ``proj:epsg`` away when it reads an item (from a file, a catalog or
-    pystac-client); stackstac 0.5 reads only ``proj:epsg``. Pass the result to
-    ``stackstac.stack``. Items that already carry ``proj:epsg`` are unchanged.
+    Needed only for items that went through pystac's reader (``Item.from_file``,
+    ``Item.from_dict`` with its default ``migrate=True``, ``Catalog.get_items``,
+    ``pystac_client`` ``ItemSearch.items()``): pystac 1.15 migrates them to projection v2.0.0 and
+    drops ``proj:epsg``, the only CRS field stackstac 0.5 reads. Items from :func:`make_item` and
+    raw item JSON (``json.load``, ``items_as_dicts()``) already carry it and pass unchanged.
+
+    Properties and assets get ``proj:epsg`` where they have an ``EPSG:`` ``proj:code`` and no
+    ``proj:epsg``; when something was added, a declared projection v2.0.0 schema is set back to
+    v1.2.0 so the dict stays valid. Pass the result to ``stackstac.stack``.
     """
     out = []
     for it in items:
         d = it.to_dict(transform_hrefs=False) if isinstance(it, pystac.Item) else dict(it)
         d["properties"] = dict(d.get("properties", {}))
-        code = d["properties"].get("proj:code")
-        if "proj:epsg" not in d["properties"] and isinstance(code, str) and code.upper().startswith("EPSG:"):
-            d["properties"]["proj:epsg"] = int(code.split(":", 1)[1])
+        d["assets"] = {k: dict(a) for k, a in d.get("assets", {}).items()}
+        added = False
+        for obj in (d["properties"], *d["assets"].values()):
+            code = obj.get("proj:code")
+            if "proj:epsg" not in obj and isinstance(code, str) and code.upper().startswith("EPSG:"):
+                obj["proj:epsg"] = int(code.split(":", 1)[1])
+                added = True
+        if added:
+            d["stac_extensions"] = [PROJECTION_V1_2 if u == PROJECTION_V2_0 else u for u in d.get("stac_extensions", [])]
         out.append(d)
     return out
 
@@ -398,4 +422,4 @@ def verify_item(item: pystac.Item, *, base: str | Path | None = None) -> list[st
     return problems
 
 
-__all__ = ["COLLECTION_ID", "DEFAULT_ITEM", "EXTENSIONS", "ItemSettings", "footprint_lonlat", "for_stackstac", "make_item", "multihash_sha256", "verify_item"]
+__all__ = ["COLLECTION_ID", "DEFAULT_ITEM", "EXTENSIONS", "PROJECTION_V1_2", "PROJECTION_V2_0", "ItemSettings", "footprint_lonlat", "for_stackstac", "make_item", "multihash_sha256", "verify_item"]

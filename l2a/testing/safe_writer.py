@@ -833,7 +833,7 @@ def safe_stac_item(safe_dir: str | Path, *, raster_bands: bool = True) -> Any:
             "view:azimuth": va,
         },
         stac_extensions=[
-            "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
+            "https://stac-extensions.github.io/projection/v1.2.0/schema.json",
             "https://stac-extensions.github.io/eo/v1.1.0/schema.json",
             "https://stac-extensions.github.io/raster/v1.1.0/schema.json",
             "https://stac-extensions.github.io/view/v1.0.0/schema.json",
