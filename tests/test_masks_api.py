@@ -258,8 +258,11 @@ def test_toulouse_safe_plumbing(sample_path: Callable[[str], Path]) -> None:
     masks = detect_series(scenes, settings=MaskSettings(series_mode="nominal"))
     assert [m.sizes["y"] for m in masks] == [30, 30]
     assert masks[0].attrs["working_factor"] == 1  # 30 px: too small for anything coarser
-    # 45 days and 4 seconds apart: just past the re-INIT gap
-    assert masks[1].attrs["mode"] == "INIT" and "re-INIT" in masks[1].attrs["mode_reason"]
+    # 45 days and 4 seconds apart: 45 whole days, within the gap as the planner counts it
+    # (its product names say 45 days minus 5 minutes)
+    assert masks[1].attrs["mode"] == "NOMINAL"
+    masks = detect_series(scenes, settings=MaskSettings(series_mode="nominal", reinit_gap_days=44))
+    assert masks[1].attrs["mode"] == "INIT" and "gap of 45 days > 44: re-INIT" in masks[1].attrs["mode_reason"]
 
 
 # --- quicklook ------------------------------------------------------------------------------------------

@@ -145,3 +145,19 @@ def test_thousand_products_plan_quickly(db: Database) -> None:
     took = time.perf_counter() - t0
     assert p.n_jobs == 1000 and len(p.tiles) == 4
     assert took < 10.0, f"planning 1000 products took {took:.1f} s"
+
+
+def test_gap_counted_in_whole_days_as_the_masks_do(db: Database) -> None:
+    """Product-name times and tile sensing times differ by minutes: a 45-day limit counts whole
+    days on both sides (l2a.masks.detect rounds the same way)."""
+    s = PlannerSettings(reinit_gap_days=45, backward_dates=1)
+    for tile, late in (("31TCJ", "104819"), ("31TCK", "110000"), ("31TCL", "104819")):
+        first = f"S2A_MSIL1C_20240120T105341_N0510_R051_T{tile}_20240120T125244.SAFE"
+        day2 = "20240305" if tile != "31TCL" else "20240306"
+        second = f"S2B_MSIL1C_{day2}T{late}_N0510_R051_T{tile}_{day2}T125347.SAFE"
+        for n in (first, second):
+            db.register_product(n, source=f"/inbox/{n}")
+    modes = {(j.tile, j.sensing_time.date()): j.mode for j in plan(db, s).queued}
+    assert modes[("31TCJ", date(2024, 3, 5))] == JobMode.NOMINAL  # 45 days - 5 min
+    assert modes[("31TCK", date(2024, 3, 5))] == JobMode.NOMINAL  # 45 days + 6 min
+    assert modes[("31TCL", date(2024, 3, 6))] == JobMode.INIT  # 46 days - 5 min

@@ -198,7 +198,7 @@ def detect(
     if composite is not None:
         if composite.geobox != wgb:
             raise InputError("composite", "composite grid differs from this scene's working grid: use the composite of the same tile and settings")
-        gap = composite.gap_days(date)
+        gap = float(round(composite.gap_days(date)))  # whole days, as the planner counts
         if gap > s.reinit_gap_days:
             reason = f"gap of {gap:.0f} days > {s.reinit_gap_days:.0f}: re-INIT"
         else:

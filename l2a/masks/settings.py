@@ -136,7 +136,8 @@ class MaskSettings:
     Series
     ------
     reinit_gap_days : float
-        A gap longer than this since the composite's last date re-initialises, days (45).
+        A gap longer than this since the composite's last date re-initialises, in whole days
+        (rounded, as the production planner counts them) (45).
     backward_dates : int
         Number of dates processed in reverse to initialise a series (8).
     series_mode : str

@@ -72,7 +72,8 @@ class PlannerSettings:
     Attributes
     ----------
     reinit_gap_days : float
-        A gap longer than this (days) between two dates of a tile restarts the series.
+        A gap longer than this (whole days, rounded) between two dates of a tile restarts the
+        series.
     backward_dates : int
         Dates used by BACKWARD mode to initialise a series; 1 or less disables BACKWARD
         (series start in INIT mode).
@@ -136,7 +137,10 @@ def series_of(products: Iterable[Product]) -> list[Product]:
 
 
 def _gap_days(a: datetime, b: datetime) -> float:
-    return abs((b - a).total_seconds()) / 86400.0
+    """Gap in whole days (rounded), the same count the masks step makes: the datatake time of
+    a product name and the tile sensing time of its metadata differ by minutes, and a limit of
+    45 days must mean the same on both sides."""
+    return float(round(abs((b - a).total_seconds()) / 86400.0))
 
 
 def _start_mode(series: Sequence[Product], i: int, s: PlannerSettings) -> JobMode:
