@@ -221,6 +221,17 @@ def slovenia() -> bool:
         tm = np.array([per_date[d]["toa"][b].values[clear].mean() for d in CLEAR_DATES])
         sm = np.array([per_date[d]["r1"][f"SRE_{name}"].values[clear].mean() / 1e4 for d in CLEAR_DATES])
         print(_row(b, float(tm.std()), float(sm.std()), f"{1.0 - sm.std() / tm.std():.1%}"))
+    print("Contrast gain of the correction (slope of SRE on TOA over the pixels of one date: "
+          "1/(tg T_down T_up) times the adjacency gain): pixel-level differences between dates "
+          "(texture under a one-pixel shift, say) come out of SRE multiplied by it:")
+    print(_row("band", *CLEAR_DATES))
+    for b, name in (("B02", "B2"), ("B03", "B3"), ("B04", "B4"), ("B08", "B8")):
+        gains = []
+        for d in CLEAR_DATES:
+            t = per_date[d]["toa"][b].values[clear]
+            sr = per_date[d]["r1"][f"SRE_{name}"].values[clear] / 1e4
+            gains.append(float(np.polyfit(t, sr, 1)[0]))
+        print(_row(b, *gains))
     print("Inter-date shift of the NIR TOA against the first clear date (integer phase correlation, "
           "rows, cols; any shift adds pixel-level spread that SRE amplifies by 1/(T_down T_up tg)):")
     ref_nir = per_date[CLEAR_DATES[0]]["toa"]["B08"].values
