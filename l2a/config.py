@@ -157,6 +157,27 @@ class EodagSource(_Model):
     kind: Literal["eodag"] = "eodag"
     provider: str = Field(description="EODAG provider name, e.g. geodes or cop_dataspace.")
     product_type: str = Field(default="S2_MSI_L1C", description="EODAG product type.")
+    url: str | None = Field(
+        default=None,
+        description="STAC API root: declares `provider` as a custom EODAG STAC provider there.",
+    )
+    collection: str | None = Field(
+        default=None,
+        description="The custom STAC API's collection id (default sentinel-2-l1c); needs url.",
+    )
+    page_size: int | None = Field(
+        default=None, gt=0, description="Results per page; none: EODAG's default."
+    )
+    config_file: Path | None = Field(
+        default=None,
+        description="EODAG user configuration (credentials); relative to the site file; none: EODAG's.",
+    )
+
+    @model_validator(mode="after")
+    def _collection_needs_url(self) -> EodagSource:
+        if self.collection is not None and self.url is None:
+            raise ValueError("`collection` names a custom STAC API's collection: give its `url` too")
+        return self
 
 
 CatalogSource = Annotated[
@@ -364,6 +385,8 @@ class Settings(BaseSettings):
             "sources": [
                 s.model_copy(update={"href": str(_resolve(base, Path(s.href)))})
                 if isinstance(s, StaticCatalogSource) and "://" not in s.href
+                else s.model_copy(update={"config_file": _resolve(base, s.config_file)})
+                if isinstance(s, EodagSource) and s.config_file is not None
                 else s
                 for s in self.sources
             ],

@@ -3,7 +3,6 @@ catalogs (on disk and over HTTP) and a resto ``search.json`` endpoint (tests/ser
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from collections.abc import Iterator
 from datetime import date
@@ -25,7 +24,6 @@ from servers import (
 from l2a.catalog.download import DownloadSettings
 from l2a.catalog.sources import (
     Candidate,
-    EodagSource,
     L1CSource,
     RestoSource,
     SourceError,
@@ -197,12 +195,6 @@ def test_make_source_from_config(tmp_path: Path) -> None:
         RestoConfig(url="http://127.0.0.1:1/search.json", params={"tile_param": "location"})
     )
     assert isinstance(r, RestoSource) and r.tile_param == "location" and r.max_records == 500
-
-
-@pytest.mark.skipif(importlib.util.find_spec("eodag") is not None, reason="eodag is installed")
-def test_eodag_missing_is_a_clear_message() -> None:
-    with pytest.raises(SourceError, match="pip install eodag"):
-        EodagSource("geodes")
 
 
 def test_tile_bbox_holds_the_tile() -> None:

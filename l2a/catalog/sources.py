@@ -18,7 +18,8 @@ product identity, where to download it, its announced size, checksum and cloud c
   ``cloudCover=[0,x]``, ``maxRecords`` (≤ 500) and ``page``; features carry
   ``services.download.url``, ``resourceSize``, ``cloudCover``, ``storage.mode`` …
 - :class:`EodagSource`: EODAG (optional dependency), which knows many providers
-  (GEODES, Copernicus Data Space, …), their authentication and paging.
+  (GEODES, Copernicus Data Space, …), their authentication, paging and ordering; any STAC
+  API can be declared to it as a custom provider.
 
 :func:`make_source` builds one from the configuration models of :mod:`l2a.config`.
 """
@@ -27,6 +28,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -35,7 +38,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import urlparse
 
-from l2a.catalog.download import DownloadRecorder, DownloadResult, DownloadSettings, download
+from l2a.catalog.download import (
+    DownloadError,
+    DownloadRecorder,
+    DownloadResult,
+    DownloadSettings,
+    download,
+    file_checksum,
+    parse_checksum,
+)
 from l2a.errors import InputError, L2AError
 from l2a.io.identity import ProductName, key_from_stac_item, parse_product_name
 
@@ -701,31 +712,191 @@ class RestoSource(_FetchMixin):
 
 
 # --------------------------------------------------------------------------- EODAG
+#: Media type of the whole-product archive a custom STAC provider's download link points to.
+_EODAG_ARCHIVE_LINK = '$.assets[?(@.type == "application/zip")].href'
+
+#: EODAG ``order:status`` -> :attr:`Candidate.storage`.
+_EODAG_STORAGE = {"succeeded": "disk", "ordered": "staging", "orderable": "tape"}
+
+
+def _eodag_missing() -> SourceError:
+    return SourceError(
+        "the EODAG source needs the optional package eodag: pip install 'l2a[eodag]' (or "
+        "pip install eodag), or use a stac_api source, e.g. GEODES at "
+        "https://geodes-portal.cnes.fr/api/stac"
+    )
+
+
+def _eodag_name(title: str, props: Mapping[str, Any]) -> ProductName | None:
+    """Identity of an EODAG product: its title (SAFE name), else its STAC-like properties."""
+    for text in (title, str(props.get("id") or "")):
+        base = text.rstrip("/").rsplit("/", 1)[-1]
+        try:
+            parsed = parse_product_name(base)
+        except InputError:
+            continue
+        if parsed.is_complete:
+            return parsed
+    try:
+        return key_from_stac_item({"id": title, "properties": dict(props)})
+    except InputError:
+        return None
+
+
 class EodagSource:
-    """EODAG as a source (``pip install eodag``); it handles providers' authentication.
+    """EODAG as a source (optional dependency: ``pip install 'l2a[eodag]'``, EODAG >= 4).
+
+    EODAG knows many providers (GEODES, Copernicus Data Space, Creodias, …), their search
+    parameters, paging, authentication and ordering of offline products. A tile site is
+    searched tile by tile (the tile's footprint as ``geom`` and ``grid:code = MGRS-<tile>``),
+    an area site by its geometry; dates as ``start``/``end`` and the cloud limit as
+    ``eo:cloud_cover``. As with the other sources, every result is checked again on the client
+    (level, tile, dates, cloud cover).
+
+    With ``url``, the provider is declared as a generic STAC API provider at that address
+    (EODAG's ``add_provider``, searching at the landing page's ``search`` link): any STAC API
+    becomes an EODAG source; ``collection`` is the
+    server's collection id that ``product_type`` maps to; the download link is the item's
+    ``application/zip`` asset.
 
     Parameters
     ----------
     provider : str
-        EODAG provider (``geodes``, ``cop_dataspace`` …), credentials in EODAG's own
-        configuration (``~/.config/eodag/eodag.yml`` or ``EODAG__…`` variables).
+        EODAG provider (``geodes``, ``cop_dataspace`` …) or, with ``url``, the name given to
+        the custom provider. Credentials live in EODAG's own configuration
+        (``~/.config/eodag/eodag.yml``, ``config_file`` or ``EODAG__<PROVIDER>__AUTH__…``
+        variables).
     product_type : str
-        EODAG product type (``S2_MSI_L1C``).
+        EODAG collection (product type) id, ``S2_MSI_L1C``.
+    url : str, optional
+        Root of a STAC API to declare as a custom provider.
+    collection : str, optional
+        The STAC API's collection id (custom provider only); default ``sentinel-2-l1c``.
+    page_size : int, optional
+        Results per page; None: EODAG's default for the provider.
+    server_filters : bool, optional
+        Send the tile and cloud limit to the server (``grid:code``, ``eo:cloud_cover``).
+        None: yes for EODAG's providers; for a custom STAC API, when it conforms to the
+        *query* extension (a STAC API without it may answer nothing at all).
+    config_file : Path, optional
+        EODAG user configuration (credentials, output folder …); None: EODAG's default.
+    retries : int, optional
+        Retries of a failed search request of the custom STAC provider (EODAG's
+        ``retry_total``); None: EODAG's default (3, with back-off: about 12 s in all).
+    db : DownloadRecorder, optional
+        Where downloads are recorded.
+    dag : EODataAccessGateway, optional
+        An existing gateway to use (then ``config_file`` is ignored).
     """
 
-    def __init__(self, provider: str, product_type: str = "S2_MSI_L1C") -> None:
+    def __init__(
+        self,
+        provider: str,
+        product_type: str = "S2_MSI_L1C",
+        *,
+        url: str | None = None,
+        collection: str | None = None,
+        page_size: int | None = None,
+        server_filters: bool | None = None,
+        config_file: Path | None = None,
+        retries: int | None = None,
+        db: DownloadRecorder | None = None,
+        dag: Any = None,
+    ) -> None:
         try:
             from eodag import EODataAccessGateway
+            from eodag.config import EODAGSettings
         except ImportError:
-            raise SourceError(
-                "the EODAG source needs the optional package eodag: pip install eodag "
-                "(or use a stac_api source, e.g. GEODES at https://geodes-portal.cnes.fr/api/stac)"
-            ) from None
+            raise _eodag_missing() from None
         self.provider = provider
         self.product_type = product_type
-        self.label = f"eodag:{provider}"
-        self.dag = EODataAccessGateway()
+        self.url = url
+        self.page_size = page_size
+        self.db = db
+        self.label = f"eodag:{provider}" + (f":{url}" if url else "")
         self._products: dict[str, Any] = {}
+        self.pages = 0  #: pages fetched by the last search (for logs and tests)
+        search_url, has_query = self._landing(url) if url else ("", True)
+        try:
+            if dag is None:
+                settings: dict[str, Any] = {"providers_whitelist": [provider]}
+                if config_file is not None:
+                    settings["cfg_file"] = Path(config_file).expanduser()
+                dag = EODataAccessGateway(settings=EODAGSettings(**settings))
+            if url:
+                search: dict[str, Any] = {
+                    "metadata_mapping": {"eodag:download_link": _EODAG_ARCHIVE_LINK}
+                }
+                if retries is not None:
+                    search["retry_total"] = retries
+                dag.add_provider(
+                    provider,
+                    search_url,
+                    search=search,
+                    products={product_type: {"_collection": collection or "sentinel-2-l1c"}},
+                    download={"ignore_assets": True},
+                )
+        except Exception as exc:  # eodag raises its own errors, pydantic's, yaml's …
+            raise SourceError(f"cannot set up EODAG provider {provider!r}: {exc}") from None
+        if provider not in dag.providers.names:
+            raise SourceError(
+                f"EODAG has no usable provider {provider!r}: unknown to EODAG, or left out "
+                "for missing credentials (see `eodag list` and EODAG's configuration); or give "
+                "a STAC API url to declare it"
+            )
+        self.dag = dag
+        self.server_filters = has_query if server_filters is None else server_filters
+
+    @staticmethod
+    def _landing(url: str) -> tuple[str, bool]:
+        """(search endpoint, conforms to the query extension) from a STAC API landing page."""
+        import requests
+
+        try:
+            resp = requests.get(url, timeout=30)
+            resp.raise_for_status()
+            page = resp.json()
+            conforms = page.get("conformsTo", []) or []
+            links = page.get("links", []) or []
+        except (requests.RequestException, ValueError, AttributeError) as exc:
+            raise SourceError(f"cannot open the STAC API {url}: {exc}") from None
+        search = next(
+            (str(ln["href"]) for ln in links if ln.get("rel") == "search" and ln.get("href")),
+            url.rstrip("/") + "/search",
+        )
+        return search, any(str(c).endswith("item-search#query") for c in conforms)
+
+    def _queries(
+        self, site: Site, t0: datetime | None, t1: datetime | None, max_cloud: float | None
+    ) -> list[dict[str, Any]]:
+        base: dict[str, Any] = {"provider": self.provider, "collection": self.product_type}
+        if t0:
+            base["start"] = t0.strftime("%Y-%m-%dT%H:%M:%SZ")
+        if t1:
+            base["end"] = t1.strftime("%Y-%m-%dT%H:%M:%SZ")
+        if max_cloud is not None and self.server_filters:
+            base["eo:cloud_cover"] = max_cloud
+        if self.page_size:
+            base["limit"] = self.page_size
+        if site.tiles:
+            out = []
+            for tile in site.tiles:
+                q = {**base, "geom": list(tile_bbox(tile))}
+                if self.server_filters:
+                    q["grid:code"] = f"MGRS-{tile}"
+                out.append(q)
+            return out
+        geom = _site_geometry(site)
+        if geom is not None:
+            from shapely.geometry import shape
+
+            return [{**base, "geom": shape(geom)}]
+        return [{**base, "geom": list(site.bbox or ())}]
+
+    def _pages(self, query: dict[str, Any]) -> Iterator[Any]:
+        first = self.dag.search(raise_errors=True, validate=False, **query)
+        yield first
+        yield from first.next_page(update=False)
 
     def search(
         self,
@@ -734,51 +905,153 @@ class EodagSource:
         end: date | None = None,
         max_cloud: float | None = None,
     ) -> Iterator[Candidate]:
-        """``search_all`` per tile (or over the site's area), filtered like the others."""
+        """Search page by page (see the class notes); yields each product once."""
         t0, t1 = _site_dates(site, start, end)
         check = _Filter(site, t0, t1, max_cloud)
-        base: dict[str, Any] = {"provider": self.provider, "productType": self.product_type}
-        if t0:
-            base["start"] = t0.strftime("%Y-%m-%dT%H:%M:%SZ")
-        if t1:
-            base["end"] = t1.strftime("%Y-%m-%dT%H:%M:%SZ")
-        if max_cloud is not None:
-            base["cloudCover"] = max_cloud
-        queries = (
-            [{**base, "tileIdentifier": t} for t in site.tiles]
-            if site.tiles
-            else [{**base, "geom": _site_geometry(site) or list(site.bbox or ())}]
-        )
-        for q in queries:
-            for product in self.dag.search_all(**q):
-                props = dict(product.properties)
-                title = str(props.get("title") or props.get("id") or "")
+        seen: set[str] = set()
+        self.pages = 0
+        for query in self._queries(site, t0, t1, max_cloud):
+            pages = self._pages(query)
+            while True:
                 try:
-                    name = parse_product_name(title)
-                except InputError:
-                    log.info("skipping EODAG product %s: not a Sentinel-2 name", title)
-                    continue
-                cloud = props.get("cloudCover")
-                cand = Candidate(
-                    id=title,
-                    name=name,
-                    source=self.label,
-                    href=str(props.get("downloadLink") or "") or None,
-                    datetime=_parse_time(props.get("startTimeFromAscendingNode")),
-                    cloud_cover=float(cloud) if isinstance(cloud, int | float) else None,
-                    record=props,
-                )
-                if name.is_complete and not check.reason(name, cand.datetime, cand.cloud_cover):
+                    page = next(pages)
+                except StopIteration:
+                    break
+                except Exception as exc:  # eodag's RequestError, AuthenticationError …
+                    raise SourceError(
+                        f"EODAG search on {self.provider} failed: {type(exc).__name__}: {exc}"
+                    ) from None
+                self.pages += 1
+                for product in page:
+                    cand = self._candidate(product)
+                    if cand is None or cand.id in seen:
+                        continue
+                    why = check.reason(cand.name, cand.datetime, cand.cloud_cover)
+                    if why:
+                        log.debug("skipping %s: %s", cand.id, why)
+                        continue
+                    seen.add(cand.id)
                     self._products[cand.id] = product
                     yield cand
 
-    def fetch(self, candidate: Candidate, dest: Path) -> Path:
-        """Download with EODAG (it verifies and extracts as configured)."""
+    def _candidate(self, product: Any) -> Candidate | None:
+        props = dict(product.properties)
+        title = str(props.get("title") or props.get("id") or "")
+        name = _eodag_name(title, props)
+        if name is None or not name.is_complete:
+            log.info("skipping EODAG product %s: not a complete Sentinel-2 product name", title)
+            return None
+        link = props.get("eodag:download_link")
+        href = (
+            str(link) if isinstance(link, str) and link.startswith(("http", "s3", "file")) else None
+        )
+        size = checksum = None
+        for asset in (getattr(product, "assets", None) or {}).values():
+            if href and asset.get("href") == href:
+                size, checksum = asset.get("file:size"), asset.get("file:checksum")
+                break
+        cloud = props.get("eo:cloud_cover")
+        when = props.get("datetime") or props.get("start_datetime")
+        try:
+            record = product.as_dict()
+        except Exception:  # a product eodag cannot serialise still downloads from the cache
+            record = {"properties": props}
+        return Candidate(
+            id=title,
+            name=name,
+            source=self.label,
+            href=href,
+            datetime=_parse_time(when),
+            cloud_cover=float(cloud) if isinstance(cloud, int | float) else None,
+            size=int(size) if isinstance(size, int) else None,
+            checksum=str(checksum) if checksum else None,
+            storage=_EODAG_STORAGE.get(str(props.get("order:status", "")).lower(), ""),
+            record=record,
+        )
+
+    def _product(self, candidate: Candidate) -> Any:
         product = self._products.get(candidate.id)
-        if product is None:
-            raise SourceError(f"{candidate.id} was not found by this EODAG source's search")
-        Path(dest).mkdir(parents=True, exist_ok=True)
-        return Path(self.dag.download(product, output_dir=str(dest), extract=False))
+        if product is not None:
+            return product
+        from eodag.api.product import EOProduct
+
+        try:
+            return EOProduct.from_dict(dict(candidate.record), raise_errors=True)
+        except Exception as exc:
+            raise DownloadError(
+                candidate.href or candidate.id,
+                f"not found by this EODAG source's search and its record is no EODAG product "
+                f"({exc}): search again",
+            ) from None
+
+    def fetch(self, candidate: Candidate, dest: Path) -> Path:
+        """Download with EODAG into ``dest``; the SAFE zip (or the folder EODAG wrote).
+
+        EODAG writes into a hidden staging folder of ``dest``; the result is checked against
+        the announced size and checksum (when the catalog gives them) and only then moved
+        into ``dest``. A verified file already there is reused. Failures raise
+        :class:`l2a.catalog.download.DownloadError`.
+        """
+        dest = Path(dest)
+        where = candidate.href or candidate.id
+        done = dest / candidate.filename
+        if candidate.href and done.is_file() and self._problem(done, candidate) is None:
+            return done
+        from eodag.utils import ProgressCallback
+
+        product = self._product(candidate)
+        # after a download EODAG points the product to the local copy: fetch again from remote
+        remote = str(getattr(product, "remote_location", "") or "")
+        if str(product.location).startswith("file:") and remote.startswith(("http", "s3")):
+            product.location = remote
+        stage = dest / f".{candidate.id}.eodag"
+        stage.mkdir(parents=True, exist_ok=True)
+        try:
+            try:
+                out = self.dag.download(
+                    product,
+                    output_dir=str(stage),
+                    extract=False,
+                    progress_callback=ProgressCallback(disable=True),
+                )
+            except Exception as exc:  # eodag's DownloadError, NotAvailableError, AuthError …
+                raise DownloadError(
+                    where, f"EODAG download failed: {type(exc).__name__}: {exc}"
+                ) from None
+            path = Path(out) if out else None
+            if path is None or not path.exists():
+                raise DownloadError(where, f"EODAG gave no file ({out!r}): offline product?")
+            problem = self._problem(path, candidate) if path.is_file() else None
+            if problem:
+                raise DownloadError(where, problem)
+            final = dest / path.name
+            if final.is_dir():
+                shutil.rmtree(final)
+            os.replace(path, final)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+        if self.db is not None:
+            nbytes = final.stat().st_size if final.is_file() else 0
+            self.db.record_download(
+                candidate.id, user=f"ingest:{self.label}"[:255], nbytes=nbytes, client=where
+            )
+        return final
+
+    @staticmethod
+    def _problem(path: Path, candidate: Candidate) -> str | None:
+        """What is wrong with the downloaded file, or None (size, then checksum)."""
+        size = path.stat().st_size
+        if candidate.size is not None and size != candidate.size:
+            return f"size is {size} bytes, expected {candidate.size}"
+        if candidate.checksum:
+            try:
+                expected = parse_checksum(candidate.checksum)
+            except ValueError:
+                return None
+            got = file_checksum(path, expected.algorithm).split(":", 1)[1]
+            if got != expected.hexdigest:
+                return f"{expected.algorithm} checksum mismatch (got {got[:16]}…)"
+        return None
 
 
 # --------------------------------------------------------------------------- factory
@@ -818,5 +1091,13 @@ def make_source(
             db=db,
         )
     if kind == "eodag":
-        return EodagSource(config.provider, config.product_type)
+        return EodagSource(
+            config.provider,
+            config.product_type,
+            url=getattr(config, "url", None),
+            collection=getattr(config, "collection", None),
+            page_size=getattr(config, "page_size", None),
+            config_file=getattr(config, "config_file", None),
+            db=db,
+        )
     raise InputError(str(config), f"unknown catalog source kind {kind!r}")
