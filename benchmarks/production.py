@@ -7,29 +7,39 @@ Three measurements (targets of issue 5):
    verify, publish, database) against the science alone. The science time is
    ``process_date`` minus its pure packaging I/O (the same product written by
    ``write_product`` from an L2A dataset already computed in memory: COG encoding, quicklook,
-   metadata, verification, checksums). Overhead = run time - science time. Products: the
+   metadata, verification, checksums; SAT and EDG given as the chain carries them from its
+   TOA read, computed in memory too). Overhead = run time - science time. Products: the
    Betsiboka crop of the demo (1014 x 1014 px at 10 m) and one Slovenia date (102 x 102 px).
+   The packaging time is also split (rasters, detector footprints, quicklook, verification).
 2. **Ingest + planning of 1,000 inbox products** (target < 30 s): re-stamped copies of a real
    SAFE (``tests/servers.py:clone_safe_zip``, 3 tiles, a date every 5 days), ``light``
    validation, a fresh SQLite database; then one planning pass.
-3. **End-to-end demo** (target < 3 min on 2 cores, warm environment): ``l2a demo`` in a fresh
+3. **Compression** of the reflectance COGs (``CogSettings.level``, ZSTD with the horizontal
+   predictor): size and encoding time per level on real pixels: the real Betsiboka scene
+   (10 MUSCATE bands, 856 x 512 px, as SRE int16), a real full-size B01 band (1830 x 1830 px,
+   eodag sample) and the demo product's SRE/FRE (the Betsiboka crop, each scene pixel a block
+   of about 7 x 7 px at 10 m: far more compressible than real 10 m data).
+4. **End-to-end demo** (target < 3 min on 2 cores, warm environment): ``l2a demo`` in a fresh
    folder, in a child process (cluster start-up included; the input SAFE products are written
    too).
 
-Run: ``.venv/bin/python benchmarks/production.py [--skip-demo] [-n 1000]``
+Run: ``.venv/bin/python benchmarks/production.py [--skip-demo] [--skip-compression] [-n 1000]``
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
@@ -47,12 +57,16 @@ sea_level_fallback = true
 
 def _science_and_packaging(safe: Path, out: Path) -> tuple[float, float, float]:
     """(process_date time, pure packaging time, science time) for one date, warm."""
+    import dask
+
     from l2a.chain.correction import correct
     from l2a.chain.process import (
         ChainSettings,
+        TOARecorder,
         _masks_input,
         _terrain_on,
         _working_geobox,
+        carried_quality,
         process_date,
     )
     from l2a.io import open_l1c
@@ -71,14 +85,51 @@ def _science_and_packaging(safe: Path, out: Path) -> tuple[float, float, float]:
     toa = _masks_input(l1c, s)
     ter, _ = _terrain_on(None, _working_geobox(toa, s.masks), 45.0, 180.0, s)
     masks, comp = detect(toa, None, dem=ter, settings=s.masks)
-    ds, _ = correct(l1c, masks, comp, None)
-    ds = ds.compute()
+    rec = TOARecorder(l1c)
+    ds, _ = correct(rec, masks, comp, None)
+    ds, quality = dask.compute(ds, carried_quality(l1c, rec.toa_read))  # as process_date carries them
     t_pack = float("inf")
+    split: dict[str, float] = {}
     for _ in range(REPEAT):
-        t0 = time.perf_counter()
-        write_product(out / "pack", l1c=l1c, masks=masks, l2a=ds)
-        t_pack = min(t_pack, time.perf_counter() - t0)
+        with _timed_steps() as steps:
+            t0 = time.perf_counter()
+            write_product(out / "pack", l1c=l1c, masks=masks, l2a=ds, quality=quality)
+            t = time.perf_counter() - t0
+        if t < t_pack:
+            t_pack, split = t, dict(steps)
+    print(f"[packaging] {safe.name[:60]}: {t_pack:.3f} s: " + ", ".join(f"{k} {v:.3f}" for k, v in split.items()))
     return t_chain, t_pack, t_chain - t_pack
+
+
+@contextlib.contextmanager
+def _timed_steps() -> Iterator[dict[str, float]]:
+    """Seconds spent in the main steps of ``write_product`` (wrapped while the block runs)."""
+    import l2a.io.muscate as m
+
+    names = {"write_cogs": "rasters", "detector_footprints": "DTF reads", "render_quicklook": "quicklook",
+             "write_mtd": "MTD", "_verify_and_hash": "verify + SHA-256"}
+    acc: dict[str, float] = dict.fromkeys(names.values(), 0.0)
+    saved = {n: getattr(m, n) for n in names}
+
+    def wrap(n: str) -> Any:
+        f = saved[n]
+
+        def g(*a: Any, **k: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return f(*a, **k)
+            finally:
+                acc[names[n]] += time.perf_counter() - t0
+
+        return g
+
+    for n in names:
+        setattr(m, n, wrap(n))
+    try:
+        yield acc
+    finally:
+        for n, f in saved.items():
+            setattr(m, n, f)
 
 
 def _production_run(safe: Path, tile: str, root: Path) -> tuple[float, dict[str, float]]:
@@ -162,6 +213,66 @@ def ingest_and_plan(n: int, tmp: Path) -> None:
     db.dispose()
 
 
+#: ZSTD levels compared by :func:`compression`.
+LEVELS = (1, 3, 6, 9)
+
+
+def _real_pixels(tmp: Path) -> list[tuple[str, list[tuple[Any, Any]]]]:
+    """Sets of (int16 array, grid) to compress: real scene bands, a real full-size band, the demo SRE/FRE."""
+    import numpy as np
+    import rasterio
+    from odc.geo.geobox import GeoBox
+
+    from l2a.io.scenes import open_scene
+    from l2a.paths import sample_data_dir
+    from l2a.sensors.sentinel2 import MUSCATE_BANDS
+
+    def sre(r: Any) -> Any:
+        a = np.asarray(r, np.float32)
+        return np.where(np.isfinite(a), np.clip(np.rint(a * 10000), -32767, 32767), -10000).astype(np.int16)
+
+    sets = []
+    scene = open_scene("betsiboka")
+    toa = scene.toa(chunks=None)
+    g = toa.odc.geobox
+    sets.append((f"real Betsiboka scene, 10 bands {g.shape[0]} x {g.shape[1]}", [(sre(toa[b].values), g) for b in MUSCATE_BANDS]))
+    b01 = sorted((sample_data_dir() / "eodag_T31TDH_20180101").glob("*.SAFE/GRANULE/*/IMG_DATA/*_B01.jp2"))
+    if b01:
+        with rasterio.open(b01[0]) as r:
+            dn = r.read(1)
+            gb = GeoBox(dn.shape, r.transform, f"EPSG:{r.crs.to_epsg()}")
+        sets.append((f"real B01 band {dn.shape[0]} x {dn.shape[1]}", [(np.minimum(dn, 32767).astype(np.int16), gb)]))
+    demo = sorted((tmp / "out-38LPH" / "pack").glob("*/*_[SF]RE_B*.tif"))
+    arrays = []
+    for f in demo:
+        with rasterio.open(f) as r:
+            arrays.append((r.read(1), GeoBox(r.shape, r.transform, f"EPSG:{r.crs.to_epsg()}")))
+    if arrays:
+        sets.append((f"demo Betsiboka crop SRE+FRE, {len(arrays)} files", arrays))
+    return sets
+
+
+def compression(tmp: Path) -> None:
+    """Size and encoding time of the reflectance COGs per ZSTD level (``CogSettings.level``)."""
+    from l2a.io.cog import CogJob, CogSettings, write_cogs
+
+    print(f"[compression] ZSTD + predictor 2, 512 px tiles, overviews; time = best of {REPEAT}, 1 file at a time")
+    print(f"{'input':52s} {'level':>5s} {'size MB':>8s} {'ratio':>6s} {'time s':>7s}")
+    for label, arrays in _real_pixels(tmp):
+        raw = sum(a.nbytes for a, _ in arrays)
+        for level in LEVELS:
+            s = CogSettings(level=level, max_workers=1, num_threads="1")
+            best, size = float("inf"), 0
+            for _ in range(REPEAT):
+                d = tmp / f"cmp-{level}"
+                jobs = [CogJob(d / f"{k}.tif", a, g, -10000, "average") for k, (a, g) in enumerate(arrays)]
+                t0 = time.perf_counter()
+                write_cogs(jobs, s)
+                best = min(best, time.perf_counter() - t0)
+                size = sum(j.path.stat().st_size for j in jobs)
+            print(f"{label:52s} {level:5d} {size / 1e6:8.2f} {raw / size:6.2f} {best:7.3f}")
+
+
 def demo(tmp: Path) -> None:
     code = "from pathlib import Path\nfrom l2a.demo import run_demo\nimport sys\nsys.exit(run_demo(Path(sys.argv[1]), progress=False))\n"
     env = {k: v for k, v in os.environ.items() if k != "DASK_SCHEDULER_ADDRESS"}
@@ -179,6 +290,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("-n", type=int, default=1000, help="inbox products for the ingest + plan figure")
     ap.add_argument("--skip-demo", action="store_true")
+    ap.add_argument("--skip-compression", action="store_true")
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
     print(f"cores: {os.cpu_count()}")
@@ -186,6 +298,8 @@ def main() -> None:
         tmp = Path(d)
         overhead(tmp)
         ingest_and_plan(args.n, tmp)
+        if not args.skip_compression:
+            compression(tmp)
         if not args.skip_demo:
             demo(tmp)
 

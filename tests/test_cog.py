@@ -100,3 +100,69 @@ def test_failure_leaves_nothing(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="does not match"):
         write_cog(np.zeros((5, 5), np.uint8), GB, tmp_path / "y.tif")
     assert list(tmp_path.iterdir()) == []
+
+
+def _describe(p: Path) -> dict:
+    with rasterio.open(p) as r:
+        return {
+            "pixels": r.read(), "overviews": r.overviews(1), "profile": {k: v for k, v in r.profile.items() if k != "crs"},
+            "epsg": r.crs.to_epsg(), "tags": r.tags(), "band_tags": r.tags(1), "descriptions": r.descriptions,
+            "scales": r.scales, "offsets": r.offsets, "structure": r.tags(ns="IMAGE_STRUCTURE"),
+            "ov_pixels": [r.read(1, out_shape=(r.height // f, r.width // f)) for f in r.overviews(1)],
+        }
+
+
+def test_direct_and_staged_paths_write_the_same_cog(tmp_path: Path) -> None:
+    """Small sets are encoded straight from memory, large ones through staging files: same files."""
+    rng = np.random.default_rng(3)
+    a = rng.integers(-10000, 10000, GB.shape, dtype=np.int16)
+    m = rng.choice(np.array([0, 1, 2, 4], np.uint8), GB.shape)
+
+    def jobs(d: Path) -> list[CogJob]:
+        return [
+            CogJob(d / "sre.tif", da.from_array(a, chunks=512), GB, -10000, "average", ["SRE B04"], {"BAND": "B04"},
+                   [{"UNIT": "1"}], [1e-4], [0.0]),
+            CogJob(d / "clm.tif", m, GB, None, "nearest", ["CLM bits"]),
+        ]
+
+    write_cogs(jobs(tmp_path / "direct"))  # 4.3 MB: the in-memory path
+    write_cogs(jobs(tmp_path / "staged"), CogSettings(joint_compute_bytes=0))
+    for name in ("sre.tif", "clm.tif"):
+        d, s = _describe(tmp_path / "direct" / name), _describe(tmp_path / "staged" / name)
+        assert validate_cog(tmp_path / "direct" / name) == (True, [], [])
+        assert validate_cog(tmp_path / "staged" / name) == (True, [], [])
+        for key in d:
+            if key == "ov_pixels":
+                assert len(d[key]) == len(s[key]) == 2, name
+                for x, y in zip(d[key], s[key], strict=True):
+                    np.testing.assert_array_equal(x, y, err_msg=f"{name} overview")
+            elif key == "pixels":
+                np.testing.assert_array_equal(d[key], s[key], err_msg=name)
+            else:
+                assert d[key] == s[key], (name, key)
+    assert _describe(tmp_path / "direct" / "sre.tif")["band_tags"]["UNIT"] == "1"
+    assert sorted(x.name for x in (tmp_path / "direct").iterdir()) == ["clm.tif", "sre.tif"]
+
+
+def test_compression_level_is_honoured(tmp_path: Path) -> None:
+    # a smooth field with noise: compressible, and more so at higher ZSTD levels
+    yy, xx = np.mgrid[0 : GB.shape[0], 0 : GB.shape[1]]
+    rng = np.random.default_rng(4)
+    a = (1000 + 800 * np.sin(yy / 37.0) * np.cos(xx / 53.0) + rng.normal(0, 30, GB.shape)).astype(np.int16)
+    sizes = {}
+    for level in (1, 19):
+        p = write_cog(a, GB, tmp_path / f"l{level}.tif", nodata=-10000, resampling="average", settings=CogSettings(level=level))
+        assert validate_cog(p)[0]
+        with rasterio.open(p) as r:
+            np.testing.assert_array_equal(r.read(1), a)  # lossless at every level
+        sizes[level] = p.stat().st_size
+    assert sizes[19] < 0.98 * sizes[1]
+    assert CogSettings().level == 3  # the documented default (benchmarks/production.py)
+
+
+def test_single_tile_image_has_no_overviews(tmp_path: Path) -> None:
+    g = GeoBox((300, 480), Affine(20, 0, 600000, 0, -20, 5100000), "EPSG:32633")
+    p = write_cog(np.ones(g.shape, np.int16), g, tmp_path / "small.tif", resampling="average")
+    assert validate_cog(p) == (True, [], [])
+    with rasterio.open(p) as r:
+        assert r.overviews(1) == [] and r.block_shapes == [(512, 512)]

@@ -29,6 +29,7 @@ from odc.geo.xr import assign_crs, xr_coords
 from l2a.io.cog import validate_cog
 from l2a.io.l1c import L1CMetadata
 from l2a.io.muscate import (
+    GROUPS,
     PackageSettings,
     cleanup_partial,
     parse_product_name,
@@ -413,3 +414,36 @@ def test_cleanup_restores_previous_version(tmp_path: Path) -> None:
     (tmp_path / f".{NAME}.old-999").mkdir()
     cleanup_partial(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [NAME]
+
+
+def test_carried_quality_gives_the_same_sat_edg(product: Any, tmp_path: Path) -> None:
+    """SAT/EDG from a quality given by the caller (the chain carries it from its TOA read) are the
+    bits quality() gives; quality() is not called then; a carried group on another grid or missing
+    a band falls back to quality()."""
+    res, inputs = product
+    l1c = inputs["l1c"]
+    carried = {g: l1c.quality(list(GROUPS[g][0]), GROUPS[g][1]) for g in ("R1", "R2")}
+    calls: list[float] = []
+
+    class Counting(FakeL1C):
+        def quality(self, bands: list[str], resolution: float) -> xr.Dataset:
+            calls.append(resolution)
+            return super().quality(bands, resolution)
+
+    counting = Counting(l1c.metadata)
+    given = write_product(tmp_path / "given", l1c=counting, masks=inputs["masks"], l2a=inputs["l2a"], settings=FAST,
+                          quality={"R1": carried["R1"], "R2": carried["R2"].chunk(128)})  # numpy and lazy
+    assert calls == []
+    # R1 on a wrong grid, R2 without one band: both fall back to quality()
+    shifted = carried["R1"].assign_coords(x=carried["R1"].x + 10.0)
+    partial = carried["R2"].drop_vars("saturation_B11")
+    fallback = write_product(tmp_path / "fallback", l1c=counting, masks=inputs["masks"], l2a=inputs["l2a"], settings=FAST,
+                             quality={"R1": shifted, "R2": partial})
+    assert sorted(calls) == [10.0, 20.0]
+    for r in (given, fallback):
+        for kind in ("SAT", "EDG"):
+            for g in ("R1", "R2"):
+                f = res.file(kind, g)
+                np.testing.assert_array_equal(_read(r.path / f.path), _read(res.path / f.path), err_msg=f"{kind}_{g}")
+                assert validate_cog(r.path / f.path)[0]
+    assert _read(given.path / res.file("SAT", "R1").path).any()

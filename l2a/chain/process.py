@@ -13,7 +13,10 @@
    :attr:`ChainSettings.max_cloud_cover`: such a date gets metadata, quicklook and masks only,
    as Theia does (its composite is still updated by the masks);
 5. packaging (:func:`l2a.io.muscate.write_product`: built in a temporary folder, verified,
-   checksummed, renamed into place);
+   checksummed, renamed into place). The L1C saturation and no-data (SAT, EDG) are carried
+   from the TOA the correction reads (:func:`l2a.io.lazy.quality_from_toa`, same dask graph: each
+   JPEG2000 band is decoded once for SRE, FRE, SAT and EDG) instead of decoded again by
+   ``l1c.quality()``, which stays the fallback (cloudy dates, array scenes);
 6. the updated composite saved atomically beside the tile's others
    (``<composite_dir>/T<tile>/<YYYYMMDDTHHMMSS>.npz``).
 
@@ -51,6 +54,7 @@ from l2a.masks.settings import MaskSettings
 __all__ = [
     "ChainSettings",
     "DateResult",
+    "carried_quality",
     "composite_file",
     "flat_terrain",
     "process_date",
@@ -188,6 +192,51 @@ def _terrain_on(
     if "dem_fallback" not in ter and "dem_fallback" in el.coords:
         ter["dem_fallback"] = (("y", "x"), np.asarray(el.coords["dem_fallback"].values, bool))
     return ter, frac
+
+
+class TOARecorder:
+    """An L1C product that remembers the TOA datasets its ``toa()`` returned (all else forwarded).
+
+    Given to the correction, it lets the packager derive SAT and EDG from the very dask arrays
+    the correction reads (:func:`carried_quality`), so that the bands are decoded once.
+    """
+
+    def __init__(self, l1c: Any) -> None:
+        self.l1c = l1c
+        self.toa_read: list[xr.Dataset] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.l1c, name)
+
+    def toa(self, *args: Any, **kwargs: Any) -> xr.Dataset:
+        ds: xr.Dataset = self.l1c.toa(*args, **kwargs)
+        self.toa_read.append(ds)
+        return ds
+
+
+def carried_quality(l1c: Any, toa_read: Sequence[xr.Dataset]) -> dict[str, xr.Dataset]:
+    """Quality by MUSCATE group (``R1``, ``R2``) from TOA datasets already read (see :class:`TOARecorder`).
+
+    A group is given when one of ``toa_read`` holds all its bands at its nominal resolution and
+    :func:`quality_from_toa` applies; the packager falls back to ``l1c.quality()`` for the others.
+    """
+    import odc.geo.xr  # noqa: F401
+
+    from l2a.io.lazy import quality_from_toa
+    from l2a.io.muscate import GROUPS
+
+    inner = getattr(l1c, "l1c", l1c)
+    out: dict[str, xr.Dataset] = {}
+    for gname, (bands, res) in GROUPS.items():
+        for ds in toa_read:
+            g = ds.odc.geobox
+            if g is None or abs(float(g.resolution.x)) != float(res) or any(b not in ds for b in bands):
+                continue
+            q = quality_from_toa(ds[list(bands)], inner)
+            if q is not None:
+                out[gname] = q
+                break
+    return out
 
 
 def _masks_input(l1c: Any, settings: ChainSettings) -> xr.Dataset:
@@ -360,13 +409,16 @@ def _process(
     # --- correction -------------------------------------------------------------------------------
     t0 = time.perf_counter()
     l2a: xr.Dataset | None = None
+    quality: dict[str, xr.Dataset] = {}
     final_comp = comp_new
     if cloud_cover > s.max_cloud_cover:
         notes.append(f"cloud cover {cloud_cover:.1f} % above {s.max_cloud_cover:g} %: masks and metadata only")
     else:
         step("correction")
         corr = replace(s.correction, coarse_resolution_m=s.masks.coarse_resolution_m)
-        l2a, updated = correct(l1c, masks, comp_new, ter_f, corr)
+        recorder = TOARecorder(l1c)
+        l2a, updated = correct(recorder, masks, comp_new, ter_f, corr)
+        quality = carried_quality(l1c, recorder.toa_read)
         if updated is not None:
             final_comp = updated
     timings["correction"] = time.perf_counter() - t0
@@ -381,6 +433,7 @@ def _process(
         masks=masks,
         l2a=l2a,
         settings=pkg,
+        quality=quality,
         _hook=(lambda stage, _p: step(f"package:{stage}")) if hook is not None else None,
     )
     timings["package"] = time.perf_counter() - t0

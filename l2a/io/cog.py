@@ -1,20 +1,25 @@
 """Cloud-Optimized GeoTIFF writer: numpy or lazy dask arrays on a GeoBox -> valid COGs.
 
-How a COG is written (:func:`write_cogs`, :func:`write_cog`):
+How a COG is written (:func:`write_cogs`, :func:`write_cog`). Two paths, picked by size:
 
-1. every array is written block by block (the blocks of its dask chunk grid, several
-   arrays at once so that arrays computed by one dask graph, e.g. SRE and FRE of a band, are
-   computed once per block) into an uncompressed tiled GeoTIFF under a hidden temporary
-   name beside the destination; memory stays bounded by ``CogSettings.blocks_per_compute``
-   blocks of all arrays. Small sets (all arrays together at most
-   ``CogSettings.joint_compute_bytes``, e.g. a crop or a 60 m product) are computed in one
-   ``dask.compute`` call instead: the per-call scheduling cost dominates there;
-2. GDAL's COG driver (through :func:`rasterio.shutil.copy`) turns it into a COG (512 x 512
-   tiles, ZSTD or DEFLATE with a predictor, internal overviews resampled with ``average``
-   for reflectance, ``nearest`` for masks), ``CogSettings.max_workers`` files at a time
-   (threads: GDAL releases the GIL while it encodes);
-3. once every file is converted, the COGs are renamed into place (:func:`os.replace`); the
-   temporary files are removed whatever happens (after the running conversions end).
+- **small sets** (all arrays of one call together at most ``CogSettings.joint_compute_bytes``
+  uncompressed, e.g. a crop, a 60 m product, the 36 files of a small date): the lazy arrays
+  are computed in ONE ``dask.compute`` call (one graph traversal: arrays sharing a graph, e.g.
+  SRE and FRE of a band, or SAT and SRE reading the same TOA, are computed once), then every
+  array is encoded straight from memory by GDAL's COG driver (a GDAL ``MEM`` dataset handed
+  to ``CreateCopy``): no staging file.
+  ``CogSettings.max_workers`` files at a time (threads: GDAL releases the GIL);
+- **large sets** (a whole tile): every array is written block by block (the blocks of its
+  dask chunk grid, several arrays at once so that shared graphs are computed once per block)
+  into an uncompressed tiled GeoTIFF under a hidden temporary name beside the destination,
+  memory bounded by ``CogSettings.blocks_per_compute`` blocks of all arrays; GDAL's COG driver
+  (:func:`rasterio.shutil.copy`) then turns each into a COG.
+
+Both give the same files: 512 x 512 tiles, ZSTD (level ``CogSettings.level``) or DEFLATE with
+the horizontal-differencing predictor for integers, internal overviews (``average`` for
+reflectance, ``nearest`` for masks) down to the first level that fits one tile (none for an
+image that fits one tile). Once every file is written, the COGs are renamed into place
+(:func:`os.replace`); the temporary files are removed whatever happens.
 
 :func:`validate_cog` wraps ``rio_cogeo.cogeo.cog_validate``.
 """
@@ -22,11 +27,13 @@ How a COG is written (:func:`write_cogs`, :func:`write_cog`):
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -48,8 +55,10 @@ class CogSettings:
     compress : str
         ``"ZSTD"`` (default) or ``"DEFLATE"`` (both lossless).
     level : int
-        Compression level (ZSTD 1-22, DEFLATE 1-9); 9 is a good size/speed trade-off for
-        ZSTD and reasonable for DEFLATE.
+        Compression level (ZSTD 1-22, DEFLATE 1-9; lossless at every level: only size and
+        time change). Default 3 for ZSTD (zstd's own default): on real Sentinel-2 reflectance
+        (``benchmarks/production.py`` prints the table) level 9 makes files only a few %
+        smaller for about twice the encoding time, and level 1 saves little time over 3.
     predictor : str
         ``"YES"`` lets GDAL pick (2 = horizontal differencing for integers, 3 for floats),
         ``"NO"`` disables it.
@@ -59,7 +68,10 @@ class CogSettings:
         Dask blocks computed per ``dask.compute`` call while writing lazy arrays (memory is
         about this many chunks of every array written together).
     num_threads : str
-        ``GDAL_NUM_THREADS`` for compression and overviews (``"ALL_CPUS"`` or a number).
+        ``GDAL_NUM_THREADS`` for compression and overviews (``"ALL_CPUS"`` or a number) of
+        the large-set path. The small-set path encodes one file per worker thread with one
+        GDAL thread each when ``max_workers > 1`` (files of a few tiles: per-file threads only
+        add start-up cost, measured 10-20 % slower on 2 cores).
     max_workers : int
         Files converted to COG concurrently (threads; GDAL releases the GIL while it
         compresses). Small files gain most: one 1000 x 1000 px band has only 4 tiles, too few
@@ -67,13 +79,14 @@ class CogSettings:
     joint_compute_bytes : int
         When all the arrays of one :func:`write_cogs` call together hold at most this many
         bytes (uncompressed), their lazy parts are computed in ONE ``dask.compute`` call
-        (one graph traversal instead of one per grid and per batch of blocks); larger sets
-        keep the bounded-memory block-by-block path.
+        (one graph traversal instead of one per grid and per batch of blocks) and encoded
+        straight from memory (no staging file); larger sets keep the bounded-memory
+        block-by-block path through staging files.
     """
 
     blocksize: int = 512
     compress: str = "ZSTD"
-    level: int = 9
+    level: int = 3
     predictor: str = "YES"
     overview_count: int | None = None
     blocks_per_compute: int = 2
@@ -163,6 +176,14 @@ def _is_dask(a: Any) -> bool:
     return type(a).__module__.startswith("dask")
 
 
+@functools.lru_cache(maxsize=16)
+def _rio_crs(crs: str) -> Any:
+    """rasterio CRS of an odc-geo CRS string (parsed once per process: WKT parsing costs ~1 ms a file)."""
+    from rasterio.crs import CRS
+
+    return CRS.from_user_input(crs)
+
+
 def _profile(job: CogJob, arr: Any, blocksize: int) -> dict[str, Any]:
     g = job.geobox
     if tuple(arr.shape[-2:]) != tuple(g.shape):
@@ -173,7 +194,7 @@ def _profile(job: CogJob, arr: Any, blocksize: int) -> dict[str, Any]:
         "width": int(g.shape[1]),
         "count": int(arr.shape[0]),
         "dtype": np.dtype(arr.dtype).name,
-        "crs": g.crs.to_wkt() if g.crs is not None else None,
+        "crs": _rio_crs(str(g.crs)) if g.crs is not None else None,
         "transform": g.affine,
         "nodata": job.nodata,
         "tiled": True,
@@ -183,6 +204,41 @@ def _profile(job: CogJob, arr: Any, blocksize: int) -> dict[str, Any]:
         "interleave": "band",
         "BIGTIFF": "IF_SAFER",
     }
+
+
+def _set_metadata(dst: Any, j: CogJob) -> None:
+    """Band descriptions, dataset and band tags, scales and offsets of ``j`` on an open writer."""
+    if j.descriptions:
+        for i, d in enumerate(j.descriptions, start=1):
+            dst.set_band_description(i, d)
+    if j.tags:
+        dst.update_tags(**{k: str(v) for k, v in j.tags.items()})
+    for i, bt in enumerate(j.band_tags or (), start=1):
+        dst.update_tags(i, **{k: str(v) for k, v in bt.items()})
+    if j.scales is not None:
+        dst.scales = tuple(float(x) for x in j.scales)
+    if j.offsets is not None:
+        dst.offsets = tuple(float(x) for x in j.offsets)
+
+
+def _write_direct(dst_path: Path, job: CogJob, arr: np.ndarray, settings: CogSettings) -> None:
+    """Encode an in-memory array as a COG in one GDAL pass: a GDAL ``MEM`` dataset (no copy to
+    disk, no encoding) handed to the COG driver's ``CreateCopy``.
+
+    (rasterio's ``open(path, "w", driver="COG")`` does the same but holds the GIL while GDAL
+    encodes; :func:`rasterio.shutil.copy` releases it, so files encode in parallel threads.)
+    """
+    import rasterio
+    import rasterio.shutil
+
+    prof = _profile(job, arr, settings.blocksize)
+    for k in ("tiled", "blockxsize", "blockysize", "compress", "interleave", "BIGTIFF"):
+        prof.pop(k)
+    prof["driver"] = "MEM"
+    with rasterio.open(f"/vsimem/{dst_path.name}", "w", **prof) as mem:  # MEM ignores the name
+        _set_metadata(mem, job)
+        mem.write(arr)
+        rasterio.shutil.copy(mem, dst_path, driver="COG", **_cog_options(job, np.dtype(arr.dtype), settings))
 
 
 def _cog_options(job: CogJob, dtype: np.dtype, s: CogSettings) -> dict[str, Any]:
@@ -231,12 +287,13 @@ def _write_batch(arrays: Sequence[Any], dsts: Sequence[Any], items: Sequence[tup
 
 
 def write_cogs(jobs: Sequence[CogJob], settings: CogSettings = DEFAULT_COG) -> list[Path]:
-    """Write several COGs, computing lazy arrays jointly block by block.
+    """Write several COGs, computing lazy arrays jointly (module docstring: the two paths).
 
-    Arrays that share a dask graph (e.g. SRE and FRE of one band group) are computed once per
-    block (small sets: all in one ``dask.compute``, see ``CogSettings.joint_compute_bytes``).
-    Files are converted to COG ``CogSettings.max_workers`` at a time under temporary names and
-    renamed into place only once all of them succeeded; nothing is left behind on error.
+    Arrays that share a dask graph (e.g. SRE and FRE of one band group) are computed once
+    (small sets: all in one ``dask.compute`` and encoded from memory, see
+    ``CogSettings.joint_compute_bytes``; large sets: once per block, through staging files).
+    Files are written ``CogSettings.max_workers`` at a time under temporary names and renamed
+    into place only once all of them succeeded; nothing is left behind on error.
 
     Parameters
     ----------
@@ -248,71 +305,108 @@ def write_cogs(jobs: Sequence[CogJob], settings: CogSettings = DEFAULT_COG) -> l
     list of Path
         The written files, in the order of ``jobs``.
     """
-    import rasterio
-    import rasterio.shutil
-
     arrays = [_as3d(_raw(j.data)) for j in jobs]
     for j in jobs:
         j.path = Path(j.path)
         j.path.parent.mkdir(parents=True, exist_ok=True)
-    tmps = [_tmp_name(j.path, ".stage.tif") for j in jobs]
+    total = sum(int(np.prod(a.shape)) * np.dtype(a.dtype).itemsize for a in arrays)
     cogs = [_tmp_name(j.path, ".cog.tif") for j in jobs]
-    with _cleanup(tmps + cogs), rasterio.Env(GDAL_NUM_THREADS=settings.num_threads):
+    with _cleanup(cogs):
+        if total <= settings.joint_compute_bytes:
+            _write_small(jobs, arrays, cogs, settings)
+        else:
+            _write_staged(jobs, arrays, cogs, settings)
+        for c, j in zip(cogs, jobs, strict=True):  # all written: into place
+            os.replace(c, j.path)
+    return [j.path for j in jobs]
+
+
+def run_threaded(fn: Callable[[int], Any], n: int, workers: int, **gdal_env: Any) -> None:
+    """``fn(k)`` for every ``k < n`` on ``workers`` threads, each inside ONE ``rasterio.Env``.
+
+    rasterio's environment is per thread: without one, every ``rasterio.open`` in a worker
+    thread sets up and tears down its own (about a third of the cost of opening a small
+    file). Items are handed out one at a time (files differ in size); after an error no new
+    item starts, the running ones end, and the first error is raised.
+    """
+    import rasterio
+
+    workers = max(1, min(workers, n))
+    items = iter(range(n))
+    lock = threading.Lock()
+    failed = threading.Event()
+
+    def worker() -> None:
+        with rasterio.Env(**gdal_env):
+            while not failed.is_set():
+                with lock:
+                    k = next(items, None)
+                if k is None:
+                    return
+                try:
+                    fn(k)
+                except BaseException:
+                    failed.set()
+                    raise
+
+    if workers == 1:
+        worker()
+        return
+    with ThreadPoolExecutor(workers, thread_name_prefix="l2a-io") as pool:
+        futures = [pool.submit(worker) for _ in range(workers)]
+        for f in futures:
+            f.result()
+
+
+def _write_small(jobs: Sequence[CogJob], arrays: list[Any], cogs: list[Path], settings: CogSettings) -> None:
+    """Small sets: one ``dask.compute`` for every lazy array, then one GDAL pass per file from memory."""
+    import dask
+
+    for j, a in zip(jobs, arrays, strict=True):
+        _profile(j, a, settings.blocksize)  # shape check before anything is computed
+    lazy = [i for i, a in enumerate(arrays) if _is_dask(a)]
+    if lazy:
+        for i, v in zip(lazy, dask.compute(*[arrays[i] for i in lazy]), strict=True):
+            arrays[i] = v
+    data = [np.ascontiguousarray(np.asarray(a)) for a in arrays]
+    if settings.max_workers > 1:  # parallel across files, not inside each (a few tiles per file)
+        settings = replace(settings, num_threads="1")
+    run_threaded(lambda k: _write_direct(cogs[k], jobs[k], data[k], settings), len(jobs), settings.max_workers,
+                 GDAL_NUM_THREADS=settings.num_threads)
+
+
+def _write_staged(jobs: Sequence[CogJob], arrays: list[Any], cogs: list[Path], settings: CogSettings) -> None:
+    """Large sets: block-by-block uncompressed staging files, then GDAL's COG driver on each."""
+    import rasterio
+    import rasterio.shutil
+
+    tmps = [_tmp_name(j.path, ".stage.tif") for j in jobs]
+    with _cleanup(tmps), rasterio.Env(GDAL_NUM_THREADS=settings.num_threads):
         # 1. staged, uncompressed tiled GeoTIFFs written window by window
         dsts = [rasterio.open(t, "w", **_profile(j, a, settings.blocksize)) for t, j, a in zip(tmps, jobs, arrays, strict=True)]
         try:
             for dst, j in zip(dsts, jobs, strict=True):
-                if j.descriptions:
-                    for i, d in enumerate(j.descriptions, start=1):
-                        dst.set_band_description(i, d)
-                if j.tags:
-                    dst.update_tags(**{k: str(v) for k, v in j.tags.items()})
-                for i, bt in enumerate(j.band_tags or (), start=1):
-                    dst.update_tags(i, **{k: str(v) for k, v in bt.items()})
-                if j.scales is not None:
-                    dst.scales = tuple(float(x) for x in j.scales)
-                if j.offsets is not None:
-                    dst.offsets = tuple(float(x) for x in j.offsets)
+                _set_metadata(dst, j)
             # group arrays by grid: windows follow the chunks of the first array of each grid
             groups: dict[tuple[Any, ...], list[int]] = {}
             for i, (a, j) in enumerate(zip(arrays, jobs, strict=True)):
                 key = (tuple(j.geobox.shape), tuple(j.geobox.affine)[:6], getattr(a, "chunks", None) and a.chunks[-2:])
                 groups.setdefault(key, []).append(i)
-            batches: list[list[tuple[int, slice, slice]]] = []
             step = max(1, settings.blocks_per_compute)
             for idx in groups.values():
                 wins = _windows(arrays[idx[0]], settings.blocksize)
-                batches.extend([(i, ys, xs) for ys, xs in wins[k : k + step] for i in idx] for k in range(0, len(wins), step))
-            total = sum(int(np.prod(a.shape)) * np.dtype(a.dtype).itemsize for a in arrays)
-            if total <= settings.joint_compute_bytes:  # small set: one dask graph traversal for all
-                batches = [[item for b in batches for item in b]]
-            for items in batches:
-                _write_batch(arrays, dsts, items)
+                for k in range(0, len(wins), step):
+                    _write_batch(arrays, dsts, [(i, ys, xs) for ys, xs in wins[k : k + step] for i in idx])
         finally:
             for d in dsts:
                 d.close()
-        # 2. GDAL's COG driver (several files at once), 3. rename into place once all succeeded
-        def convert(k: int) -> None:
-            t, c, j, a = tmps[k], cogs[k], jobs[k], arrays[k]
-            rasterio.shutil.copy(t, c, driver="COG", **_cog_options(j, np.dtype(a.dtype), settings))
-            t.unlink()  # free the staging space as soon as possible (a 10 m band is 241 MB)
 
-        workers = max(1, min(settings.max_workers, len(jobs)))
-        if workers == 1:
-            for k in range(len(jobs)):
-                convert(k)
-        else:
-            with ThreadPoolExecutor(workers, thread_name_prefix="cog") as pool:
-                futures = [pool.submit(convert, k) for k in range(len(jobs))]
-                try:
-                    for f in futures:
-                        f.result()
-                finally:  # on error: no new conversion starts, the running ones end before the cleanup
-                    for f in futures:
-                        f.cancel()
-        for c, j in zip(cogs, jobs, strict=True):  # all converted: into place
-            os.replace(c, j.path)
-    return [j.path for j in jobs]
+        # 2. GDAL's COG driver (several files at once)
+        def convert(k: int) -> None:
+            rasterio.shutil.copy(tmps[k], cogs[k], driver="COG", **_cog_options(jobs[k], np.dtype(arrays[k].dtype), settings))
+            tmps[k].unlink()  # free the staging space as soon as possible (a 10 m band is 241 MB)
+
+        run_threaded(convert, len(jobs), settings.max_workers, GDAL_NUM_THREADS=settings.num_threads)
 
 
 def write_cog(
@@ -345,4 +439,4 @@ def validate_cog(path: str | Path, *, strict: bool = False) -> tuple[bool, list[
     return cog_validate(str(path), strict=strict, quiet=True)
 
 
-__all__ = ["DEFAULT_COG", "CogJob", "CogSettings", "Resampling", "validate_cog", "write_cog", "write_cogs"]
+__all__ = ["DEFAULT_COG", "CogJob", "CogSettings", "Resampling", "run_threaded", "validate_cog", "write_cog", "write_cogs"]

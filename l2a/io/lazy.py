@@ -1,7 +1,8 @@
 """Dask tasks shared by the file-backed L1C forms (SAFE and STAC item).
 
 Each task opens its own file (graphs pickle) and reads one chunk of a band through
-:mod:`l2a.io.safe_read`; :func:`blocked` assembles one delayed call per chunk.
+:mod:`l2a.io.safe_read`; :func:`blocked` assembles one delayed call per chunk. :func:`quality_from_toa` derives the
+SAT/no-data quality of ``quality()`` from a TOA dataset already read (no second decoding).
 """
 
 from __future__ import annotations
@@ -9,8 +10,17 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import xarray as xr
 
-from l2a.io.safe_read import ReadSettings, interp_angles, read_resampled, read_toa
+from l2a.errors import InputError
+from l2a.io.safe_read import (
+    ReadSettings,
+    dn_to_reflectance,
+    interp_angles,
+    read_resampled,
+    read_toa,
+)
+from l2a.io.safe_read import _replication_factor as replication_factor
 
 
 def toa_chunk(
@@ -88,3 +98,58 @@ def blocked(
     if lead:
         return da.concatenate([da.concatenate(r, axis=len(lead) + 1) for r in rows], axis=len(lead))
     return da.block(rows)
+
+
+def _dn_layout(l1c: Any, band_name: str) -> tuple[Any, int] | None:
+    """(affine of the band's file, saturated DN) for readers whose TOA is ``(DN + offset) / q`` per file
+    pixel (SAFE, STAC item), else None (array scenes carry no DN)."""
+    md = l1c.metadata
+    band_file = getattr(l1c, "band_file", None)
+    if callable(band_file):  # SAFE
+        try:
+            return band_file(band_name).transform, int(md.saturated_value)
+        except (KeyError, InputError):
+            return None
+    band_asset = getattr(l1c, "band_asset", None)
+    if callable(band_asset):  # STAC item
+        try:
+            sb = band_asset(band_name)
+        except (KeyError, InputError):
+            return None
+        return sb.transform, int(sb.saturated)
+    return None
+
+
+def quality_from_toa(toa: xr.Dataset, l1c: Any) -> xr.Dataset | None:
+    """``l1c.quality(bands, resolution)`` derived from ``l1c.toa(bands, resolution)`` (lazy, no new read).
+
+    ``nodata``: any band NaN (TOA is NaN exactly where ``DN == nodata``, and outside the file);
+    ``saturation_<band>``: the TOA equals the saturated DN converted by the reader's own
+    float32 formula (:func:`l2a.io.safe_read.dn_to_reflectance`; the conversion is one-to-one
+    on integer DN). Bit-identical to ``quality()`` where the target pixel is one file pixel or
+    a replicated sub-pixel of it (aligned grid, file resolution a multiple of the target's);
+    returns None otherwise (averaged reads, or a reader without DN), and for an empty dataset.
+    """
+    import odc.geo.xr  # noqa: F401
+
+    g = toa.odc.geobox
+    if g is None or not toa.data_vars:
+        return None
+    md = l1c.metadata
+    nodata = None
+    out: dict[str, Any] = {}
+    for name, v in toa.data_vars.items():
+        lay = _dn_layout(l1c, str(name))
+        if lay is None or "radio_add_offset" not in v.attrs or "quantification_value" not in v.attrs:
+            return None
+        t, saturated = lay
+        row0, col0, step = (t.f - g.affine.f) / -t.e, (g.affine.c - t.c) / t.a, g.affine.a / t.a
+        if replication_factor(step, row0, col0) is None:
+            return None
+        sat = dn_to_reflectance(np.array([saturated]), int(md.nodata_value) if saturated != md.nodata_value else -1,
+                                float(v.attrs["radio_add_offset"]), float(v.attrs["quantification_value"]))[0]
+        arr = v.data
+        out[f"saturation_{name}"] = (("y", "x"), arr == sat)
+        isnan = np.isnan(arr)
+        nodata = isnan if nodata is None else (nodata | isnan)
+    return xr.Dataset({"nodata": (("y", "x"), nodata), **out}, coords=toa.coords)

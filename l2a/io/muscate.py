@@ -20,12 +20,15 @@ Inputs (conventions of the chain, see :mod:`l2a.chain.correction` and :mod:`l2a.
   and uint8 ``clm``, ``mg2`` on any grid of the tile (resampled by nearest neighbour to R1
   and R2); ``attrs`` ``cloud_cover`` … (%), ``mode``.
 - ``l1c``: the :class:`~l2a.io.l1c.L1CProduct` (its ``quality()`` gives SAT and EDG) or just
-  its :class:`~l2a.io.l1c.L1CMetadata` (SAT then zero, EDG from ``~masks.valid``).
+  its :class:`~l2a.io.l1c.L1CMetadata` (SAT then zero, EDG from ``~masks.valid``);
+- ``quality`` (optional): SAT/EDG inputs already at hand by group, as the chain carries them
+  from its TOA read (:func:`l2a.chain.process.carried_quality`): no second decoding of the
+  L1C bands; ``l1c.quality()`` is the fallback for a group not given.
 
 The folder is built under a hidden temporary name beside the destination
 (``.<name>.<random>.partial``), verified (every file opens, COGs valid, shapes and grids as
 announced, XML well-formed), checksummed (SHA-256) and renamed into place: a product is either
-whole or absent. :func:`cleanup_partial` removes temporary folders left by a killed process.
+whole or absent. Cost and settings of the COG encoding: :mod:`l2a.io.cog` (``PackageSettings.cog``). :func:`cleanup_partial` removes temporary folders left by a killed process.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import shutil
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,7 +55,7 @@ from odc.geo.geobox import GeoBox
 
 from l2a._version import __version__
 from l2a.errors import InputError
-from l2a.io.cog import CogJob, CogSettings, validate_cog, write_cogs
+from l2a.io.cog import CogJob, CogSettings, run_threaded, validate_cog, write_cogs
 from l2a.io.l1c import L1CMetadata
 from l2a.sensors.sentinel2 import BY_NAME, MUSCATE_BANDS, MUSCATE_R1, MUSCATE_R2
 
@@ -511,24 +515,45 @@ def _mean_view(md: L1CMetadata, bands: Iterable[str]) -> tuple[float, float, dic
 
 
 def _sat_bits(quality: xr.Dataset | None, bands: tuple[str, ...], shape: tuple[int, int], chunks: Any) -> Any:
+    """SAT bits (bit ``i``: band ``i`` saturated): numpy when the quality is in memory, else lazy."""
     import dask.array as da
 
-    out = da.zeros(shape, dtype=np.uint8, chunks=chunks)
     if quality is None:
+        return da.zeros(shape, dtype=np.uint8, chunks=chunks)
+    layers = [quality[f"saturation_{b}"].data for b in bands if f"saturation_{b}" in quality]
+    if not any(isinstance(a, da.Array) for a in layers):  # in memory: no graph to build
+        out = np.zeros(shape, np.uint8)
+        for i, b in enumerate(bands):
+            if f"saturation_{b}" in quality:
+                out |= np.asarray(quality[f"saturation_{b}"].values, np.uint8) << np.uint8(i)
         return out
+    lazy = da.zeros(shape, dtype=np.uint8, chunks=chunks)
     for i, b in enumerate(bands):
         v = quality.get(f"saturation_{b}")
         if v is not None:
-            arr = v.data if isinstance(v.data, da.Array) else da.from_array(np.asarray(v.values), chunks=chunks)
-            out = out | (arr.astype(np.uint8) << np.uint8(i))
-    return out
+            lazy = lazy | (_as_dask(v, chunks).astype(np.uint8) << np.uint8(i))
+    return lazy
+
+
+def _carried(quality: Mapping[str, xr.Dataset] | None, gname: str, bands: tuple[str, ...], g: GeoBox) -> xr.Dataset | None:
+    """The carried quality of group ``gname`` when complete (every band, ``nodata``) and on its grid."""
+    q = (quality or {}).get(gname)
+    if q is None or "nodata" not in q or any(f"saturation_{b}" not in q for b in bands):
+        return None
+    if tuple(q["nodata"].shape) != tuple(g.shape):
+        return None
+    qg = q.odc.geobox if hasattr(q, "odc") else None
+    if qg is not None and not _same_grid(qg, g):
+        return None
+    return q
 
 
 def _as_dask(a: Any, chunks: Any) -> Any:
     import dask.array as da
 
     a = a.data if isinstance(a, xr.DataArray) else a
-    return a if isinstance(a, da.Array) else da.from_array(np.asarray(a), chunks=chunks)
+    # name=False: a random key instead of hashing the whole array
+    return a if isinstance(a, da.Array) else da.from_array(np.asarray(a), chunks=chunks, name=False)
 
 
 def write_product(
@@ -541,6 +566,7 @@ def write_product(
     quicklook: np.ndarray | None = None,
     processing_time: datetime | None = None,
     settings: PackageSettings = DEFAULT_PACKAGE,
+    quality: Mapping[str, xr.Dataset] | None = None,
     _hook: Callable[[str, Path], None] | None = None,
 ) -> ProductResult:
     """Write one date as a MUSCATE L2A product folder under ``out_dir``.
@@ -564,6 +590,13 @@ def write_product(
     processing_time : datetime, optional
         Default now (UTC).
     settings : PackageSettings
+    quality : mapping, optional
+        L1C quality already at hand, by group (``{"R1": ds, "R2": ds}``), each as
+        ``l1c.quality(GROUPS[group][0], resolution)`` gives it: boolean ``nodata`` and
+        ``saturation_<band>`` on the group's grid (lazy or not). The chain derives it from the
+        TOA it reads anyway (:func:`l2a.chain.process.quality_from_toa`), so SAT and EDG cost no
+        second decoding of the JPEG2000 bands. A group that is missing, lacks a band or is on
+        another grid falls back to ``l1c.quality()``.
     _hook : callable, optional
         Testing hook ``hook(stage, temporary_folder)`` called after the rasters
         (``"rasters"``), the quicklook and metadata (``"metadata"``) and the verification
@@ -617,7 +650,10 @@ def write_product(
     quality_of = getattr(l1c, "quality", None)
     written_bands: list[str] = []
     has_fre = False
-    with _building(out, name) as tmp:
+    import rasterio
+
+    # one GDAL environment for every file opened on this thread (quicklook, footprints)
+    with rasterio.Env(), _building(out, name) as tmp:
         (tmp / "MASKS").mkdir()
         jobs: list[CogJob] = []
         meta: list[dict[str, Any]] = []
@@ -664,9 +700,11 @@ def write_product(
                 var = kind.lower()
                 if var not in masks:
                     raise InputError("masks", f"variable {var!r} missing (uint8 {kind} bits, PRODUCT_FORMAT.md)")
-                add(f"MASKS/{name}_{kind}_{gname}.tif", _as_dask(regrid_nearest(masks[var].data, mgb, g, chunks, fill=0), chunks),
+                add(f"MASKS/{name}_{kind}_{gname}.tif", regrid_nearest(masks[var].data, mgb, g, chunks, fill=0),
                     g, kind, gname, descriptions=[f"{kind} bits (PRODUCT_FORMAT.md)"])
-            qual = quality_of(list(gbands), float(GROUPS[gname][1])) if callable(quality_of) else None
+            qual = _carried(quality, gname, gbands, g)
+            if qual is None and callable(quality_of):
+                qual = quality_of(list(gbands), float(GROUPS[gname][1]))
             if qual is not None and tuple(qual.odc.geobox.shape) != tuple(g.shape):
                 notes.append(f"L1C quality grid {tuple(qual.odc.geobox.shape)} differs from {gname} {tuple(g.shape)}: SAT/EDG from masks")
                 qual = None
@@ -676,10 +714,10 @@ def write_product(
                 descriptions=["bit i set: band i of " + ",".join(gbands) + " saturated"],
                 tags={f"BIT_{i}": b for i, b in enumerate(gbands)})
             if qual is not None:
-                edg = _as_dask(qual["nodata"].data, chunks).astype(np.uint8)
+                edg = qual["nodata"].data.astype(np.uint8)  # numpy or dask, as carried
             else:
                 valid = regrid_nearest(masks["valid"].data, mgb, g, chunks, fill=False) if "valid" in masks else None
-                edg = (~_as_dask(valid, chunks)).astype(np.uint8) if valid is not None else _sat_bits(None, (), (int(g.shape[0]), int(g.shape[1])), chunks)
+                edg = (~valid).astype(np.uint8) if valid is not None else _sat_bits(None, (), (int(g.shape[0]), int(g.shape[1])), chunks)
             add(f"MASKS/{name}_EDG_{gname}.tif", edg, g, "EDG", gname, descriptions=["1: no-data / edge"])
         if settings.detector_footprints and md.footprints:
             dtf, dtf_notes = detector_footprints(md, grids, 2048)
@@ -700,30 +738,37 @@ def write_product(
         if _hook is not None:
             _hook("rasters", tmp)
 
-        view_z, view_a, per_band = _mean_view(md, written_bands or MUSCATE_BANDS)
-        info = ProductInfo(
-            name=name, platform=md.platform, tile_id=md.tile_id or _tile_from_l2a(l2a, masks),
-            sensing_time=md.sensing_time.astimezone(UTC) if md.sensing_time.tzinfo else md.sensing_time.replace(tzinfo=UTC),
-            processing_time=(processing_time or datetime.now(UTC)).astimezone(UTC), epsg=int(epsg),
-            grids={k: (tuple(int(x) for x in g.shape), tuple(float(x) for x in tuple(g.affine)[:6])) for k, g in grids.items()},  # type: ignore[misc]
-            covers=covers, sun_zenith=float(md.mean_sun_zenith), sun_azimuth=float(md.mean_sun_azimuth),
-            view_zenith=view_z, view_azimuth=view_a, view_by_band=per_band, relative_orbit=md.relative_orbit,
-            baseline=md.baseline, l1c_id=md.product_id, l1c_source=str(md.source), version=settings.version,
-            reflectance=bool(written_bands), mode=str(masks.attrs.get("mode", "")),
-            aot_mean=_attr_float(l2a, "aot_mean"), water_vapour_mean=_attr_float(l2a, "water_vapour_mean"),
-            bands=tuple(b for b in MUSCATE_BANDS if b in written_bands), has_fre=has_fre, notes=tuple(notes),
-        )
-        # quicklook and metadata
-        qkl = tmp / f"{name}_QKL_ALL.jpg"
-        img = quicklook if quicklook is not None else render_quicklook(tmp, name, info, settings)
-        _write_jpeg(img, qkl, settings.quicklook_quality)
-        meta.append({"path": qkl.name, "kind": "QKL"})
-        mtd = tmp / f"{name}_MTD_ALL.xml"
-        write_mtd(mtd, info, [m["path"] for m in meta], producer=settings.producer)
-        meta.append({"path": mtd.name, "kind": "MTD"})
-        if _hook is not None:
-            _hook("metadata", tmp)
-        files = _verify_and_hash(tmp, meta, settings.verify, settings.cog.max_workers)
+        # the rasters are verified and hashed in the background while the quicklook and the
+        # metadata are made (the two cores of a small machine both busy); both end before the
+        # folder is renamed or removed (leaving the executor waits for the running check)
+        n_rasters = len(meta)
+        with ThreadPoolExecutor(1, thread_name_prefix="verify") as pool:
+            rasters_checked = pool.submit(_verify_and_hash, tmp, meta[:n_rasters], settings.verify,
+                                          settings.cog.max_workers)
+            view_z, view_a, per_band = _mean_view(md, written_bands or MUSCATE_BANDS)
+            info = ProductInfo(
+                name=name, platform=md.platform, tile_id=md.tile_id or _tile_from_l2a(l2a, masks),
+                sensing_time=md.sensing_time.astimezone(UTC) if md.sensing_time.tzinfo else md.sensing_time.replace(tzinfo=UTC),
+                processing_time=(processing_time or datetime.now(UTC)).astimezone(UTC), epsg=int(epsg),
+                grids={k: (tuple(int(x) for x in g.shape), tuple(float(x) for x in tuple(g.affine)[:6])) for k, g in grids.items()},  # type: ignore[misc]
+                covers=covers, sun_zenith=float(md.mean_sun_zenith), sun_azimuth=float(md.mean_sun_azimuth),
+                view_zenith=view_z, view_azimuth=view_a, view_by_band=per_band, relative_orbit=md.relative_orbit,
+                baseline=md.baseline, l1c_id=md.product_id, l1c_source=str(md.source), version=settings.version,
+                reflectance=bool(written_bands), mode=str(masks.attrs.get("mode", "")),
+                aot_mean=_attr_float(l2a, "aot_mean"), water_vapour_mean=_attr_float(l2a, "water_vapour_mean"),
+                bands=tuple(b for b in MUSCATE_BANDS if b in written_bands), has_fre=has_fre, notes=tuple(notes),
+            )
+            # quicklook and metadata
+            qkl = tmp / f"{name}_QKL_ALL.jpg"
+            img = quicklook if quicklook is not None else render_quicklook(tmp, name, info, settings)
+            _write_jpeg(img, qkl, settings.quicklook_quality)
+            meta.append({"path": qkl.name, "kind": "QKL"})
+            mtd = tmp / f"{name}_MTD_ALL.xml"
+            write_mtd(mtd, info, [m["path"] for m in meta], producer=settings.producer)
+            meta.append({"path": mtd.name, "kind": "MTD"})
+            if _hook is not None:
+                _hook("metadata", tmp)
+            files = rasters_checked.result() + _verify_and_hash(tmp, meta[n_rasters:], settings.verify, 1)
         if _hook is not None:
             _hook("verified", tmp)
         _move_into_place(tmp, final)
@@ -798,15 +843,17 @@ def _verify_one(root: Path, m: Mapping[str, Any], verify: bool) -> tuple[Product
 
 
 def _verify_and_hash(root: Path, meta: list[dict[str, Any]], verify: bool, workers: int = 2) -> tuple[ProductFile, ...]:
-    """Verify and hash every file of ``meta`` (``workers`` files at a time), in the order of ``meta``."""
-    from concurrent.futures import ThreadPoolExecutor
+    """Verify and hash every file of ``meta`` (``workers`` threads), in the order of ``meta``."""
+    done: list[tuple[ProductFile, list[str]] | None] = [None] * len(meta)
 
-    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="verify") as pool:
-        done = list(pool.map(lambda m: _verify_one(root, m, verify), meta))
-    problems = [x for _, probs in done for x in probs]
+    def one(k: int) -> None:
+        done[k] = _verify_one(root, meta[k], verify)
+
+    run_threaded(one, len(meta), workers)
+    problems = [x for d in done if d is not None for x in d[1]]
     if problems:
         raise RuntimeError("product verification failed: " + "; ".join(problems))
-    return tuple(f for f, _ in done)
+    return tuple(d[0] for d in done if d is not None)
 
 
 def _group_label(m: Mapping[str, Any]) -> str:
