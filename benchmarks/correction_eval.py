@@ -293,22 +293,13 @@ def slovenia() -> bool:
     print("\nDiagnostic: TOA change of the aerosol-free SWIR bands over the same pixels (ratio to "
           f"{ref}); a surface/BRDF change the visible TOA hides because the path reflectance grows "
           "with the sun zenith angle:")
-    k: dict[str, float] = {}
     for d in CLEAR_DATES:
         t = per_date[d]["l1c"].toa(["B11", "B12"], 10).compute()
         t0 = per_date[ref]["l1c"].toa(["B11", "B12"], 10).compute()
         r11 = float(np.median(t["B11"].values[clear]) / np.median(t0["B11"].values[clear]))
         r12 = float(np.median(t["B12"].values[clear]) / np.median(t0["B12"].values[clear]))
-        k[d] = r12
         sz = per_date[d]["l1c"].metadata.mean_sun_zenith
         print(f"  {d}: sun zenith {sz:.1f} deg, B11 x{r11:.3f}, B12 x{r12:.3f}")
-    print("Same spread after dividing each date by its B12 ratio (removes that common surface factor; info):")
-    print(_row("band", "TOA std", "SRE std", "SRE reduction"))
-    for b, name in (("B02", "B2"), ("B03", "B3"), ("B04", "B4")):
-        toa = np.stack([per_date[d]["toa"][b].values[clear] / k[d] for d in CLEAR_DATES])
-        sre = np.stack([per_date[d]["r1"][f"SRE_{name}"].values[clear] / 1e4 / k[d] for d in CLEAR_DATES])
-        s_t, s_s = float(np.mean(np.std(toa, axis=0))), float(np.mean(np.std(sre, axis=0)))
-        print(_row(b, s_t, s_s, f"{1.0 - s_s / s_t:.1%}"))
 
     # FRE vs SRE against illumination
     print("\n## 3. Slope correction on the Slovenia DEM: correlation of reflectance with cos(i)")
