@@ -247,6 +247,12 @@ class ProcessingSettings(_Model):
         description="Products announced cloudier than this (%) are not processed.",
     )
     zip_output: bool = Field(default=False, description="Also ship each product as a zip.")
+    compression_level: int = Field(
+        default=3,
+        ge=1,
+        le=22,
+        description="ZSTD level of the COGs (lossless; 9: 1-2 % smaller, 1.6-1.8x slower to encode).",
+    )
     max_attempts: int = Field(
         default=3, gt=0, description="Attempts per job before it is marked failed."
     )

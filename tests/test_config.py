@@ -149,12 +149,17 @@ def test_yaml_file(tmp_path: Path) -> None:
     cfg = _write(
         tmp_path / "site.yaml",
         "sites:\n  - name: alps\n    bbox: [6.5, 45.0, 7.5, 46.0]\n    start: 2023-05-01\n    end: 2023-09-30\n"
-        "processing:\n  zip_output: true\n",
+        "processing:\n  zip_output: true\n  compression_level: 9\n",
     )
     s = load_config(cfg)
     assert s.sites[0].bbox == (6.5, 45.0, 7.5, 46.0)
     assert str(s.sites[0].end) == "2023-09-30"
     assert s.processing.zip_output is True
+    from l2a.production.runner import chain_settings
+
+    pkg = chain_settings(s).package
+    assert pkg.make_zip is True and pkg.cog.level == 9
+    assert chain_settings(load_config(None)).package.cog.level == 3
 
 
 @pytest.mark.parametrize(

@@ -130,6 +130,7 @@ def runner_id() -> str:
 
 def chain_settings(settings: Settings) -> ChainSettings:
     """The chain's settings from a site configuration."""
+    from l2a.io.cog import CogSettings
     from l2a.io.muscate import PackageSettings
     from l2a.masks.settings import MaskSettings
 
@@ -142,7 +143,7 @@ def chain_settings(settings: Settings) -> ChainSettings:
     )
     return ChainSettings(
         masks=masks,
-        package=PackageSettings(make_zip=bool(p.zip_output)),
+        package=PackageSettings(make_zip=bool(p.zip_output), cog=CogSettings(level=int(p.compression_level))),
         max_cloud_cover=float(p.max_cloud_cover),
         sea_level_fallback=bool(settings.dem.sea_level_fallback),
     )
