@@ -41,6 +41,7 @@ __all__ = [
     "DownloadSettings",
     "download",
     "file_checksum",
+    "file_problem",
     "parse_checksum",
 ]
 
@@ -276,6 +277,23 @@ def _verify(
             )
         return f"{algo}:{digest}", "checksum", None
     return f"{algo}:{digest}", "size" if size is not None else "none", None
+
+
+def file_problem(path: str | Path, size: int | None, checksum: str | None, chunk_bytes: int = 1 << 20) -> str | None:
+    """What is wrong with a file already on disk against an announced size and checksum, or None.
+
+    The same check as :func:`download` makes (size first, then the digest); the file is only
+    hashed when a checksum is announced, and an unparseable one is ignored.
+    """
+    path = Path(path)
+    try:
+        expected = parse_checksum(checksum) if checksum else None
+    except ValueError:
+        expected = None
+    if expected is None:
+        actual = path.stat().st_size
+        return f"size is {actual} bytes, expected {size}" if size is not None and actual != size else None
+    return _verify(path, size, expected, chunk_bytes)[2]
 
 
 def download(

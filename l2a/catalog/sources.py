@@ -44,8 +44,7 @@ from l2a.catalog.download import (
     DownloadResult,
     DownloadSettings,
     download,
-    file_checksum,
-    parse_checksum,
+    file_problem,
 )
 from l2a.errors import InputError, L2AError
 from l2a.io.identity import ProductName, key_from_stac_item, parse_product_name
@@ -995,7 +994,7 @@ class EodagSource:
         dest = Path(dest)
         where = candidate.href or candidate.id
         done = dest / candidate.filename
-        if candidate.href and done.is_file() and self._problem(done, candidate) is None:
+        if candidate.href and done.is_file() and file_problem(done, candidate.size, candidate.checksum) is None:
             return done
         from eodag.utils import ProgressCallback
 
@@ -1021,7 +1020,7 @@ class EodagSource:
             path = Path(out) if out else None
             if path is None or not path.exists():
                 raise DownloadError(where, f"EODAG gave no file ({out!r}): offline product?")
-            problem = self._problem(path, candidate) if path.is_file() else None
+            problem = file_problem(path, candidate.size, candidate.checksum) if path.is_file() else None
             if problem:
                 raise DownloadError(where, problem)
             final = dest / path.name
@@ -1036,23 +1035,6 @@ class EodagSource:
                 candidate.id, user=f"ingest:{self.label}"[:255], nbytes=nbytes, client=where
             )
         return final
-
-    @staticmethod
-    def _problem(path: Path, candidate: Candidate) -> str | None:
-        """What is wrong with the downloaded file, or None (size, then checksum)."""
-        size = path.stat().st_size
-        if candidate.size is not None and size != candidate.size:
-            return f"size is {size} bytes, expected {candidate.size}"
-        if candidate.checksum:
-            try:
-                expected = parse_checksum(candidate.checksum)
-            except ValueError:
-                return None
-            got = file_checksum(path, expected.algorithm).split(":", 1)[1]
-            if got != expected.hexdigest:
-                return f"{expected.algorithm} checksum mismatch (got {got[:16]}…)"
-        return None
-
 
 # --------------------------------------------------------------------------- factory
 def make_source(
