@@ -218,21 +218,20 @@ def carried_quality(l1c: Any, toa_read: Sequence[xr.Dataset]) -> dict[str, xr.Da
     """Quality by MUSCATE group (``R1``, ``R2``) from TOA datasets already read (see :class:`TOARecorder`).
 
     A group is given when one of ``toa_read`` holds all its bands at its nominal resolution and
-    :func:`quality_from_toa` applies; the packager falls back to ``l1c.quality()`` for the others.
+    :func:`l2a.io.lazy.quality_from_toa` applies; the packager falls back to ``l1c.quality()`` for the others.
     """
     import odc.geo.xr  # noqa: F401
 
     from l2a.io.lazy import quality_from_toa
     from l2a.io.muscate import GROUPS
 
-    inner = getattr(l1c, "l1c", l1c)
     out: dict[str, xr.Dataset] = {}
     for gname, (bands, res) in GROUPS.items():
         for ds in toa_read:
             g = ds.odc.geobox
             if g is None or abs(float(g.resolution.x)) != float(res) or any(b not in ds for b in bands):
                 continue
-            q = quality_from_toa(ds[list(bands)], inner)
+            q = quality_from_toa(ds[list(bands)], l1c)
             if q is not None:
                 out[gname] = q
                 break

@@ -594,7 +594,7 @@ def write_product(
         L1C quality already at hand, by group (``{"R1": ds, "R2": ds}``), each as
         ``l1c.quality(GROUPS[group][0], resolution)`` gives it: boolean ``nodata`` and
         ``saturation_<band>`` on the group's grid (lazy or not). The chain derives it from the
-        TOA it reads anyway (:func:`l2a.chain.process.quality_from_toa`), so SAT and EDG cost no
+        TOA it reads anyway (:func:`l2a.io.lazy.quality_from_toa`), so SAT and EDG cost no
         second decoding of the JPEG2000 bands. A group that is missing, lacks a band or is on
         another grid falls back to ``l1c.quality()``.
     _hook : callable, optional
