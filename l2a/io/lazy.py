@@ -19,8 +19,8 @@ from l2a.io.safe_read import (
     interp_angles,
     read_resampled,
     read_toa,
+    replication_factor,
 )
-from l2a.io.safe_read import _replication_factor as replication_factor
 
 
 def toa_chunk(

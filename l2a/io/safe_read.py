@@ -153,7 +153,7 @@ def _is_integer(x: float, tol: float = GRID_TOLERANCE) -> bool:
     return abs(x - round(x)) <= tol
 
 
-def _replication_factor(step: float, row0: float, col0: float) -> int | None:
+def replication_factor(step: float, row0: float, col0: float) -> int | None:
     """``k`` when the target is the source cut in ``k x k`` aligned sub-pixels (step ``1/k``), else None.
 
     ``k = 1`` is the aligned same-resolution case (a plain window copy).
@@ -328,7 +328,7 @@ def read_resampled(
         Any saturated sample contributes (None when ``saturated`` is None).
     """
     rd = _read_samples(path, full_shape, row0, col0, step, shape, settings, n_overviews)
-    k = _replication_factor(step, row0, col0) if rd.level == 0 else None
+    k = replication_factor(step, row0, col0) if rd.level == 0 else None
     if k is not None:
         dn = _replicate(rd.data, (rd.r_first, rd.c_first), (row0, col0), k, shape, nodata)
         mean = dn.astype(np.float32)
@@ -417,7 +417,7 @@ def read_toa(
     integer-ratio finer grids replicate the (converted) source pixels; other grids average in
     float32.
     """
-    k = _replication_factor(step, row0, col0)
+    k = replication_factor(step, row0, col0)
     if k == 1:
         return _read_direct_toa(
             path, full_shape, (round(row0), round(col0)), shape, nodata, offset, quantification, settings
