@@ -145,6 +145,33 @@ def test_aot_multi_temporal_term_uses_the_composite(model: SmacModel) -> None:
     assert with_mt.n_mt.min() > 0
 
 
+def test_aot_multi_temporal_term_leaves_out_old_references(model: SmacModel) -> None:
+    """A reference older than mt_max_age_days is left out (pixel by pixel): the surface may
+    have changed since, so the multi-spectral term alone decides there."""
+    toa, surface, terms_at = _synthetic_scene(model, 0.3)
+    # the surface darkened by 20 % since the reference (as between July and September)
+    toa = {b: forward(terms_at(b, 0.3), 0.8 * v) for b, v in surface.items()}
+    settings = atm.AotSettings(mt_max_age_days=30.0)
+    ms_only = atm.estimate_aot(toa, np.ones((16, 16), bool), terms_at, None, settings)
+    young = np.full((16, 16), 10.0)
+    old = np.full((16, 16), 50.0)
+    with_young = atm.estimate_aot(toa, np.ones((16, 16), bool), terms_at, surface, settings, young)
+    with_old = atm.estimate_aot(toa, np.ones((16, 16), bool), terms_at, surface, settings, old)
+    # a recent reference pulls the AOT away from the truth to hide the change
+    assert np.mean(with_young.aot) < 0.3 - 0.03 and with_young.n_mt.min() > 0
+    # an old one is ignored: the same answer as the single-date retrieval, close to the truth
+    np.testing.assert_allclose(with_old.aot, ms_only.aot)
+    assert with_old.n_mt.max() == 0
+    assert np.all(np.abs(with_old.aot - 0.3) < 0.03)
+    # pixel by pixel: old on the left half only
+    mixed = np.where(np.arange(16)[None, :] < 8, 50.0, 10.0) * np.ones((16, 16))
+    res = atm.estimate_aot(toa, np.ones((16, 16), bool), terms_at, surface, settings, mixed)
+    assert res.n_mt[:, :5].max() == 0 and res.n_mt[:, 11:].min() > 0
+    # unknown age (NaN, composites written before the dates were kept) keeps the term
+    unknown = atm.estimate_aot(toa, np.ones((16, 16), bool), terms_at, surface, settings, np.full((16, 16), np.nan))
+    np.testing.assert_allclose(unknown.aot, with_young.aot)
+
+
 def test_aot_gaps_are_interpolated_and_flagged(model: SmacModel) -> None:
     toa, _, terms_at = _synthetic_scene(model, 0.2)
     usable = np.ones((16, 16), bool)

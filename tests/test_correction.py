@@ -179,6 +179,43 @@ def test_composite_round(sample_path: Callable[[str], Path]) -> None:
     assert 0.0 < float(np.mean(comp.extra["aot"])) < 0.5
 
 
+def test_multi_temporal_reference_age(sample_path: Callable[[str], Path], tmp_path: Path) -> None:
+    """The composite keeps the date of each pixel's surface-reflectance reference (saved and
+    loaded with it); 50 days later (07-11 -> 08-30, two cloudy dates between) that reference
+    is too old for the multi-temporal AOT term: the retrieval is the single-date one."""
+    from dataclasses import replace
+
+    from l2a.chain.correction import CorrectionSettings
+    from l2a.io.scenes import open_scene
+    from l2a.kernels.atmosphere import AotSettings
+
+    masks_mod = pytest.importorskip("l2a.masks")
+    comp = None
+    for d in ("2015-07-11", "2015-07-31", "2015-08-20"):
+        l1c = open_scene(f"slovenia:{d}")
+        masks, comp = masks_mod.detect(l1c.toa(None, 10), comp)
+        _, comp = correct(l1c, masks, comp, None)
+    assert comp is not None
+    day0 = (np.datetime64("2015-07-11T10:00", "s") - np.datetime64("1970-01-01", "s")) / np.timedelta64(1, "D")
+    dates = comp.extra["sre_date"]
+    assert np.isfinite(dates).mean() > 0.9  # clear on 07-11, never since (07-31 and 08-20 cloudy)
+    assert np.all(np.abs(dates[np.isfinite(dates)] - day0) < 0.5)
+    comp = type(comp).load(comp.save(tmp_path / "comp.npz"))
+    np.testing.assert_array_equal(comp.extra["sre_date"], dates)
+
+    l1c = open_scene("slovenia:2015-08-30")
+    masks, comp2 = masks_mod.detect(l1c.toa(None, 10), comp)
+    single, _ = correct(l1c, masks, None, None)
+    chained, after = correct(l1c, masks, comp2, None)
+    np.testing.assert_allclose(chained["aot"].values, single["aot"].values, atol=1e-6)
+    lenient = CorrectionSettings(aot=replace(AotSettings(), mt_max_age_days=60.0))
+    with_mt, _ = correct(l1c, masks, comp2, None, lenient)
+    assert float(np.abs(with_mt["aot"].values - single["aot"].values).mean()) > 0.01
+    # today's clear pixels become the new reference
+    day = (np.datetime64(l1c.metadata.sensing_time.replace(tzinfo=None), "s") - np.datetime64("1970-01-01", "s")) / np.timedelta64(1, "D")
+    assert np.nanmax(after.extra["sre_date"]) == pytest.approx(day, abs=1e-6)
+
+
 def test_missing_coefficients_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sample_path: Callable[[str], Path]) -> None:
     from l2a.io.scenes import open_scene
 

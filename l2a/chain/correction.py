@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import dask.array as da
@@ -262,6 +263,7 @@ class CoarseState:
     env: dict[str, np.ndarray]
     usable: np.ndarray
     clear: np.ndarray
+    day: float = float("nan")
 
 
 def _angles(l1c: Any, g: GeoBox) -> dict[str, np.ndarray]:
@@ -364,12 +366,14 @@ def coarse_stage(
         return model.terms(band, sz, bvz, sa - bva, pressure, tau, wv, ozone)
 
     comp_sre = _composite_sre(composite, g, settings.aot.mt_bands)
+    today = _days(l1c.metadata.sensing_time)
+    comp_age = _composite_sre_age(composite, g, today) if comp_sre is not None else None
     aot_settings = settings.aot
     previous = getattr(composite, "extra", {}).get("aot") if composite is not None else None
     if previous is not None and np.isfinite(previous).any():
         # without any estimate today, the last date's AOT is a better guess than a constant
         aot_settings = replace(aot_settings, default_aot=float(np.nanmean(previous)))
-    res_aot = atm.estimate_aot(toa, usable, terms_at, comp_sre, aot_settings)
+    res_aot = atm.estimate_aot(toa, usable, terms_at, comp_sre, aot_settings, comp_age)
 
     # per-band terms, uniform-surface reflectance, environment and adjacency-corrected SRE
     terms: dict[str, AtmosphereTerms] = {}
@@ -400,6 +404,7 @@ def coarse_stage(
         env=env,
         usable=usable,
         clear=clear,
+        day=today,
     )
 
 
@@ -415,8 +420,28 @@ def _composite_sre(composite: Any, g: GeoBox, bands: tuple[str, ...]) -> dict[st
     return out
 
 
+def _days(t: datetime) -> float:
+    """Days since 1970-01-01 UTC (naive means UTC), the unit of the composite's dates."""
+    aware = t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+    return (aware - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds() / 86400.0
+
+
+def _composite_sre_age(composite: Any, g: GeoBox, today: float) -> np.ndarray | None:
+    """Age (days) of each pixel's surface-reflectance reference (``extra["sre_date"]``);
+    ``None`` for composites written before the dates were kept."""
+    extra: Mapping[str, np.ndarray] = getattr(composite, "extra", None) or {}
+    if "sre_date" not in extra:
+        return None
+    d = np.asarray(extra["sre_date"], dtype=np.float64)
+    cg = getattr(composite, "geobox", None)
+    if cg is not None and d.shape != tuple(g.shape):
+        d = regrid_nearest(d, cg, g)
+    return today - d
+
+
 def update_composite(composite: Any, state: CoarseState) -> Any:
-    """Copy of ``composite`` with ``extra["sre_<band>"]`` refreshed on clear pixels, plus AOT and water vapour."""
+    """Copy of ``composite`` with ``extra["sre_<band>"]`` refreshed on clear pixels (and
+    ``extra["sre_date"]``, days since 1970 of that reference, there), plus AOT and water vapour."""
     if composite is None:
         return None
     new = composite.copy() if hasattr(composite, "copy") else composite
@@ -427,6 +452,11 @@ def update_composite(composite: Any, state: CoarseState) -> Any:
         if old.shape != tuple(state.geobox.shape):
             old = np.full(state.geobox.shape, np.nan, dtype=np.float32)
         extra[key] = np.where(state.clear & np.isfinite(v), v, old).astype(np.float32)
+    refreshed = state.clear & np.all([np.isfinite(v) for v in state.sre.values()], axis=0)
+    old_date = np.asarray(extra.get("sre_date", np.full(state.geobox.shape, np.nan)), dtype=np.float64)
+    if old_date.shape != tuple(state.geobox.shape):
+        old_date = np.full(state.geobox.shape, np.nan)
+    extra["sre_date"] = np.where(refreshed, state.day, old_date)
     extra["aot"] = state.aot.astype(np.float32)
     extra["water_vapour"] = state.water_vapour.astype(np.float32)
     new.extra = extra

@@ -5,7 +5,9 @@ MACCS/MAJA (Hagolle et al. 2015, Remote Sensing 7:2668-2691): on a window of cle
 pixels around each coarse pixel, the AOT is the one that minimises
 
 - a multi-temporal term: squared differences between today's surface reflectance
-  (blue, green, red) and that of the last clear date stored in the composite, and
+  (blue, green, red) and that of the last clear date stored in the composite, on pixels whose
+  reference is recent (:attr:`AotSettings.mt_max_age_days`: the term assumes an unchanged
+  surface, which phenology and the drifting sun zenith break within weeks), and
 - a multi-spectral term over dark vegetation: squared departures from a blue-red relation
   ``rho_blue = slope * rho_red + offset`` (Levy et al. 2007 use 0.49 and 0.005),
 
@@ -227,6 +229,15 @@ class AotSettings:
         Pixels whose surface reflectance (at the default AOT) differs from the composite's by
         more than this (unitless, any MT band) are left out of the multi-temporal term
         (surface changes).
+    mt_max_age_days : float
+        Pixels whose composite reference is older than this (days) are left out of the
+        multi-temporal term. The term assumes the surface did not change since the reference;
+        over weeks it does, evenly enough to pass ``mt_max_change`` (on the Slovenia 2015
+        series every band, SWIR included, darkens by about 20 % from 11 July to 30 August
+        while the sun zenith goes from 27 to 39 degrees), and the term then pulls the AOT
+        towards the value that hides the change. 30 days is six revisits of the
+        two-satellite constellation: several cloudy dates in a row still leave a usable
+        reference.
     ms_weight : float
         Weight of the multi-spectral (dark vegetation) term.
     dark_ndvi_min : float
@@ -251,6 +262,7 @@ class AotSettings:
     mt_bands: tuple[str, ...] = ("B02", "B03", "B04")
     mt_weight: float = 1.0
     mt_max_change: float = 0.05
+    mt_max_age_days: float = 30.0
     ms_weight: float = 1.0
     dark_ndvi_min: float = 0.6
     dark_red_max: float = 0.08
@@ -306,6 +318,7 @@ def estimate_aot(
     terms_at: Callable[[str, float], AtmosphereTerms],
     composite_sre: Mapping[str, np.ndarray] | None = None,
     settings: AotSettings = AotSettings(),
+    composite_age_days: np.ndarray | None = None,
 ) -> AotResult:
     """AOT at 550 nm on the coarse grid.
 
@@ -318,6 +331,10 @@ def estimate_aot(
     composite_sre : surface reflectance of the last clear date per band (NaN where none);
         ``None`` for a single-date (multi-spectral only) retrieval.
     settings : see :class:`AotSettings`.
+    composite_age_days : days between today and the date of each pixel's composite
+        reference (same shape; NaN where unknown: kept). Pixels older than
+        ``settings.mt_max_age_days`` are left out of the multi-temporal term. ``None``: no
+        age limit (composites written before the reference dates were kept).
     """
     cands = tuple(settings.aot_candidates)
     k = len(cands)
@@ -341,6 +358,9 @@ def estimate_aot(
     mt = np.zeros(shape, dtype=bool)
     if composite_sre is not None and settings.mt_weight > 0:
         mt = usable.copy()
+        if composite_age_days is not None:
+            age = np.asarray(composite_age_days, dtype=np.float64)
+            mt &= ~(age > settings.mt_max_age_days)  # NaN (unknown) compares False: kept
         i_def = int(np.argmin(np.abs(np.asarray(cands) - settings.default_aot)))
         for b in settings.mt_bands:
             ref = np.asarray(composite_sre.get(b, np.full(shape, np.nan)), dtype=np.float64)
