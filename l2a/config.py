@@ -253,6 +253,11 @@ class ProcessingSettings(_Model):
         le=22,
         description="ZSTD level of the COGs (lossless; 9: 1-2 % smaller, 1.6-1.8x slower to encode).",
     )
+    cog_validation: Literal["layout", "rio-cogeo"] = Field(
+        default="layout",
+        description="How each COG is checked before a product is moved into place: 'layout' (GDAL's "
+        "LAYOUT=COG mark, tile size, overview levels) or 'rio-cogeo' (also rio-cogeo's full validation).",
+    )
     max_attempts: int = Field(
         default=3, gt=0, description="Attempts per job before it is marked failed."
     )

@@ -149,7 +149,7 @@ def test_yaml_file(tmp_path: Path) -> None:
     cfg = _write(
         tmp_path / "site.yaml",
         "sites:\n  - name: alps\n    bbox: [6.5, 45.0, 7.5, 46.0]\n    start: 2023-05-01\n    end: 2023-09-30\n"
-        "processing:\n  zip_output: true\n  compression_level: 9\n",
+        "processing:\n  zip_output: true\n  compression_level: 9\n  cog_validation: rio-cogeo\n",
     )
     s = load_config(cfg)
     assert s.sites[0].bbox == (6.5, 45.0, 7.5, 46.0)
@@ -158,8 +158,9 @@ def test_yaml_file(tmp_path: Path) -> None:
     from l2a.production.runner import chain_settings
 
     pkg = chain_settings(s).package
-    assert pkg.make_zip is True and pkg.cog.level == 9
+    assert pkg.make_zip is True and pkg.cog.level == 9 and pkg.cog_validation == "rio-cogeo"
     assert chain_settings(load_config(None)).package.cog.level == 3
+    assert chain_settings(load_config(None)).package.cog_validation == "layout"
 
 
 @pytest.mark.parametrize(

@@ -327,6 +327,24 @@ def test_failure_leaves_nothing(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("how", ["layout", "rio-cogeo"])
+def test_verification_rejects_a_plain_geotiff(tmp_path: Path, how: str) -> None:
+    """A raster that is not a COG (here one band rewritten as a plain striped GeoTIFF between
+    writing and verification) fails the product, named, and nothing is left."""
+    import rasterio.shutil
+
+    def swap(stage: str, folder: Path) -> None:
+        if stage == "rasters":
+            victim = next(folder.glob("*_SRE_B4.tif"))
+            plain = victim.with_suffix(".plain.tif")
+            rasterio.shutil.copy(victim, plain, driver="GTiff")
+            plain.replace(victim)
+
+    with pytest.raises(RuntimeError, match=r"SRE_B4\.tif: not (laid out by GDAL's COG driver|a valid COG)"):
+        write_product(tmp_path, **make_inputs(), settings=replace(FAST, cog_validation=how), _hook=swap)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_failure_keeps_previous_version(tmp_path: Path) -> None:
     first = write_product(tmp_path, **make_inputs(0), settings=FAST)
 

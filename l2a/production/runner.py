@@ -143,7 +143,8 @@ def chain_settings(settings: Settings) -> ChainSettings:
     )
     return ChainSettings(
         masks=masks,
-        package=PackageSettings(make_zip=bool(p.zip_output), cog=CogSettings(level=int(p.compression_level))),
+        package=PackageSettings(make_zip=bool(p.zip_output), cog_validation=p.cog_validation,
+                                cog=CogSettings(level=int(p.compression_level))),
         max_cloud_cover=float(p.max_cloud_cover),
         sea_level_fallback=bool(settings.dem.sea_level_fallback),
     )
