@@ -82,7 +82,10 @@ class CogSettings:
         bytes (uncompressed), their lazy parts are computed in ONE ``dask.compute`` call
         (one graph traversal instead of one per grid and per batch of blocks) and encoded
         straight from memory (no staging file); larger sets keep the bounded-memory
-        block-by-block path through staging files.
+        block-by-block path through staging files. 256 MiB takes products up to about
+        10 Mpx (a 30 x 30 km crop) through memory: on Betsiboka crops of 3.6 and 8.7 Mpx
+        ``process_date`` is 8-10 % faster that way with the same peak memory (1.2 GB, set by
+        the science, not by the outputs); a whole tile (about 3 GB of outputs) is staged.
     """
 
     blocksize: int = 512
@@ -93,7 +96,7 @@ class CogSettings:
     blocks_per_compute: int = 2
     num_threads: str = "ALL_CPUS"
     max_workers: int = 2
-    joint_compute_bytes: int = 64 * 1024 * 1024
+    joint_compute_bytes: int = 256 * 1024 * 1024
 
 
 DEFAULT_COG: Final[CogSettings] = CogSettings()
