@@ -212,6 +212,7 @@ def slovenia() -> bool:
     bands = ("B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12")
     print(_row("date", *bands[:5]) + " " + _row(*bands[5:], widths=(14,) * 5))
     red_edge = True
+    spectra: dict[str, list[float]] = {}
     for d in CLEAR_DATES:
         r1, r2 = per_date[d]["r1"], per_date[d]["r2"]
         b4 = r1["SRE_B4"].values / 1e4
@@ -229,9 +230,16 @@ def slovenia() -> bool:
                 v = r2[f"SRE_{b}"].values[: b4_20.shape[0], : b4_20.shape[1]]
                 med.append(float(np.median(v[forest20]) / 1e4))
         sp = dict(zip(bands, med, strict=True))
+        spectra[d] = med
         red_edge &= sp["B4"] < sp["B5"] < sp["B6"] < sp["B7"] and sp["B8"] > 8 * sp["B4"] and sp["B3"] > sp["B2"]
         print(_row(f"{d} ({int(forest10.sum())} px)", *med[:5]) + " " + _row(*med[5:], widths=(14,) * 5))
     print(f"red edge (B4 < B5 < B6 < B7, NIR > 8 x red, green peak): {'OK' if red_edge else 'NO'}")
+    first, last = spectra[CLEAR_DATES[0]], spectra[CLEAR_DATES[-1]]
+    print(f"forest SRE {CLEAR_DATES[-1]} / {CLEAR_DATES[0]}, per band (a change common to every band, blue "
+          "included, is the surface's; a retrieval that hid it would leave the blue flat):")
+    print(_row("ratio", *[f"{b}:{v1 / v0:.2f}" for b, v0, v1 in zip(bands[:5], first[:5], last[:5], strict=True)])
+          + " " + _row(*[f"{b}:{v1 / v0:.2f}" for b, v0, v1 in zip(bands[5:], first[5:], last[5:], strict=True)],
+                       widths=(14,) * 5))
 
     # date-to-date spread over pixels clear on every clear date
     clear = np.ones(per_date[CLEAR_DATES[0]]["r1"]["SRE_B2"].shape, dtype=bool)
