@@ -13,6 +13,7 @@ Without eodag the tests skip on a user's machine and fail under CI (``CI`` or
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
@@ -224,11 +225,32 @@ def test_download_failures_are_download_errors(env: dict[str, Any], tmp_path: Pa
         src.fetch(cand, tmp_path / "a")
     assert list((tmp_path / "a").iterdir()) == []  # nothing unverified left in the folder
     srv.faults[rel] = [("status", 404)] * 20
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    # what the application's handlers (on the root logger) receive; pytest's own capture
+    # handlers also sit on the non-propagating "eodag" logger, so caplog is no witness here
+    root, keep = logging.getLogger(), Keep(logging.DEBUG)
+    root.addHandler(keep)
+    level = root.level
+    root.setLevel(logging.DEBUG)
     try:
         with pytest.raises(DownloadError, match="EODAG download failed"):
             src.fetch(cand, tmp_path / "a")
     finally:
         srv.faults.pop(rel, None)
+        root.removeHandler(keep)
+        root.setLevel(level)
+    # EODAG's own traceback of the failure: whole at DEBUG, one WARNING line naming the HTTP
+    # error, nothing at ERROR (the DownloadError reports it)
+    from_eodag = [r for r in seen if r.name.startswith("eodag")]
+    assert any(r.levelno == logging.DEBUG and "Traceback" in r.getMessage() for r in from_eodag)
+    warned = [r.getMessage() for r in from_eodag if r.levelno == logging.WARNING]
+    assert any("404" in m and "Traceback" not in m and "\n" not in m for m in warned), warned
+    assert not any(r.levelno >= logging.ERROR for r in from_eodag)
     # the server healed: the same source downloads it again, verified
     path = src.fetch(cand, tmp_path / "a")
     assert path.stat().st_size == cand.size

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -742,6 +743,49 @@ def _eodag_name(title: str, props: Mapping[str, Any]) -> ProductName | None:
         return None
 
 
+class _EodagLogForwarder(logging.Handler):
+    """EODAG's log records, passed on under l2a's logger ``l2a.catalog.sources.eodag``.
+
+    EODAG logs a failed request at ERROR with its whole traceback in the message, then raises
+    the error, which :class:`EodagSource` reports in one line as a :class:`SourceError` or
+    :class:`~l2a.catalog.download.DownloadError` naming the provider or the file. Such a
+    record is passed on as one WARNING line (its first line and the exception's) and, whole,
+    at DEBUG; every other record as it is.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        target = logging.getLogger(f"{__name__}.eodag")
+        if record.levelno >= logging.ERROR:
+            try:
+                text = record.getMessage()
+            except Exception:  # a malformed record: passed on as it is
+                text = str(record.msg)
+            lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+            if record.exc_info and record.exc_info[1] is not None:
+                lines.append(f"{type(record.exc_info[1]).__name__}: {record.exc_info[1]}")
+            if len(lines) > 1 or record.exc_info:
+                if target.isEnabledFor(logging.DEBUG):
+                    target.handle(logging.makeLogRecord({**record.__dict__, "levelno": logging.DEBUG, "levelname": "DEBUG"}))
+                first = lines[0].rstrip(" :") if lines else "EODAG error"
+                # the exception's own line ("requests.exceptions.HTTPError: 404 …"), else the last
+                raised = [ln for ln in lines[1:] if re.match(r"^[\w.]*(Error|Exception)\b[^ ]*:", ln)]
+                summary = first if len(lines) < 2 else f"{first}: {(raised or lines)[-1]}"
+                record = logging.makeLogRecord({
+                    **record.__dict__, "msg": f"{summary} (EODAG's traceback at DEBUG)", "args": None,
+                    "exc_info": None, "exc_text": None, "levelno": logging.WARNING, "levelname": "WARNING",
+                })
+        if target.isEnabledFor(record.levelno):
+            target.handle(record)
+
+
+def _forward_eodag_logs() -> None:
+    """Route the ``eodag`` logger through :class:`_EodagLogForwarder` (once per process)."""
+    lg = logging.getLogger("eodag")
+    if not any(isinstance(h, _EodagLogForwarder) for h in lg.handlers):
+        lg.addHandler(_EodagLogForwarder())
+        lg.propagate = False
+
+
 class EodagSource:
     """EODAG as a source (optional dependency: ``pip install 'l2a[eodag]'``, EODAG >= 4).
 
@@ -750,7 +794,10 @@ class EodagSource:
     searched tile by tile (the tile's footprint as ``geom`` and ``grid:code = MGRS-<tile>``),
     an area site by its geometry; dates as ``start``/``end`` and the cloud limit as
     ``eo:cloud_cover``. As with the other sources, every result is checked again on the client
-    (level, tile, dates, cloud cover).
+    (level, tile, dates, cloud cover). EODAG's own log records go through l2a's logger
+    ``l2a.catalog.sources.eodag``; the tracebacks it logs at ERROR before raising become one
+    WARNING line, whole at DEBUG (the error reaches the caller as one line naming the provider
+    or the file).
 
     With ``url``, the provider is declared as a generic STAC API provider at that address
     (EODAG's ``add_provider``, searching at the landing page's ``search`` link): any STAC API
@@ -807,6 +854,7 @@ class EodagSource:
             from eodag.config import EODAGSettings
         except ImportError:
             raise _eodag_missing() from None
+        _forward_eodag_logs()
         self.provider = provider
         self.product_type = product_type
         self.url = url
