@@ -162,6 +162,11 @@ def test_aot_multi_temporal_term_leaves_out_old_references(model: SmacModel) -> 
     # an old one is ignored: the same answer as the single-date retrieval, close to the truth
     np.testing.assert_allclose(with_old.aot, ms_only.aot)
     assert with_old.n_mt.max() == 0
+    # a reference 50 days LATER (BACKWARD mode runs dates in reverse) is as far away
+    later = atm.estimate_aot(toa, np.ones((16, 16), bool), terms_at, surface, settings, -old)
+    np.testing.assert_allclose(later.aot, ms_only.aot)
+    near_later = atm.estimate_aot(toa, np.ones((16, 16), bool), terms_at, surface, settings, -young)
+    np.testing.assert_allclose(near_later.aot, with_young.aot)
     assert np.all(np.abs(with_old.aot - 0.3) < 0.03)
     # pixel by pixel: old on the left half only
     mixed = np.where(np.arange(16)[None, :] < 8, 50.0, 10.0) * np.ones((16, 16))

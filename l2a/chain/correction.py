@@ -427,8 +427,9 @@ def _days(t: datetime) -> float:
 
 
 def _composite_sre_age(composite: Any, g: GeoBox, today: float) -> np.ndarray | None:
-    """Age (days) of each pixel's surface-reflectance reference (``extra["sre_date"]``);
-    ``None`` for composites written before the dates were kept."""
+    """Days from each pixel's surface-reflectance reference (``extra["sre_date"]``) to today
+    (negative for a later reference, as in BACKWARD mode); ``None`` for composites written
+    before the dates were kept."""
     extra: Mapping[str, np.ndarray] = getattr(composite, "extra", None) or {}
     if "sre_date" not in extra:
         return None

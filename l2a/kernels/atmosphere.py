@@ -332,9 +332,10 @@ def estimate_aot(
         ``None`` for a single-date (multi-spectral only) retrieval.
     settings : see :class:`AotSettings`.
     composite_age_days : days between today and the date of each pixel's composite
-        reference (same shape; NaN where unknown: kept). Pixels older than
-        ``settings.mt_max_age_days`` are left out of the multi-temporal term. ``None``: no
-        age limit (composites written before the reference dates were kept).
+        reference (same shape; NaN where unknown: kept; negative for a later reference, as in
+        BACKWARD mode). Pixels more than ``settings.mt_max_age_days`` away, before or after,
+        are left out of the multi-temporal term. ``None``: no age limit (composites written
+        before the reference dates were kept).
     """
     cands = tuple(settings.aot_candidates)
     k = len(cands)
@@ -359,7 +360,8 @@ def estimate_aot(
     if composite_sre is not None and settings.mt_weight > 0:
         mt = usable.copy()
         if composite_age_days is not None:
-            age = np.asarray(composite_age_days, dtype=np.float64)
+            # either way in time: BACKWARD mode runs dates in reverse, its references are later
+            age = np.abs(np.asarray(composite_age_days, dtype=np.float64))
             mt &= ~(age > settings.mt_max_age_days)  # NaN (unknown) compares False: kept
         i_def = int(np.argmin(np.abs(np.asarray(cands) - settings.default_aot)))
         for b in settings.mt_bands:
