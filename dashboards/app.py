@@ -115,9 +115,18 @@ class StatusPage(pn.viewable.Viewer, _Changes):
         if self._changed("days", days):
             self.days.object = self._throughput(days, "day")
         info = q.cluster()
-        link = (f"[open the dask dashboard]({info.dashboard}) (live while `l2a run` is running)"
-                if info.dashboard else "dask dashboard: not known for this cluster kind")
-        self.cluster.object = (f"**Cluster**: `{info.kind}` · {len(info.workers)} worker(s) "
+        if len(info.runs):
+            run = info.runs.iloc[0]
+            doing = (f"`l2a {run['command']}` in progress on `{run['runner']}` since "
+                     f"{run['started_at']:%Y-%m-%d %H:%M} UTC")
+            link = (f"[open the dask dashboard]({info.dashboard})" if info.dashboard
+                    else "this cluster reported no dask dashboard")
+        else:
+            doing = "no run in progress" + (f" (the last one ended {info.last_finished:%Y-%m-%d %H:%M} UTC)"
+                                            if info.last_finished is not None else "")
+            link = (f"dask dashboard while a run is in progress: [{info.dashboard}]({info.dashboard})"
+                    if info.dashboard else "dask dashboard: shown here while a run is in progress")
+        self.cluster.object = (f"**Cluster**: `{info.kind}` · {doing} · {len(info.workers)} worker(s) "
                                f"holding running jobs · {link}")
         wk = info.workers.copy()
         wk["last_heartbeat"] = wk["last_heartbeat"].dt.strftime("%Y-%m-%d %H:%M:%S")

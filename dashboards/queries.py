@@ -34,6 +34,7 @@ from l2a.production.models import Download, Job, JobState, Product, PublishedIte
 
 __all__ = [
     "COVER_COLUMNS",
+    "RUN_COLUMNS",
     "CatalogIndex",
     "ClusterInfo",
     "Queries",
@@ -81,11 +82,21 @@ class QuerySettings:
         A date counts as clear (usable) when its cloud + cloud-shadow cover is at most this (%).
     max_failures : int
         Most recent failures listed on the Status page.
+    run_stale_after_s : float
+        A run (``l2a run``/``watch``/``demo``) not finished whose heartbeat is older than this
+        (s) is taken for dead (runs beat every 5 s; a killed one simply stops).
     """
 
     ttl_s: float = 5.0
     clear_max_cloud: float = 10.0
     max_failures: int = 200
+    run_stale_after_s: float = 120.0
+
+
+#: Columns of :attr:`ClusterInfo.runs`.
+RUN_COLUMNS: Final[tuple[str, ...]] = (
+    "runner", "command", "cluster", "scheduler", "dashboard_link", "started_at", "heartbeat_at",
+)
 
 
 @dataclass(frozen=True)
@@ -95,16 +106,31 @@ class ClusterInfo:
     Attributes
     ----------
     kind : str
-        Cluster kind of the configuration (``local``, ``scheduler``, ``scheduler_file``, ``jobqueue``).
+        Cluster kind of the run in progress, else of the configuration (``local``,
+        ``scheduler``, ``scheduler_file``, ``jobqueue``).
     workers : pandas.DataFrame
         One row per worker holding a running job: ``worker``, ``jobs``, ``last_heartbeat``.
     dashboard : str or None
-        URL of the dask dashboard, when the configuration tells where it is.
+        URL of the dask dashboard: as the run in progress recorded it (the cluster's own
+        answer, whatever port it got), else where the configuration says it will be.
+    runs : pandas.DataFrame
+        Runs in progress (alive by their heartbeat), latest first: ``runner`` (host:pid),
+        ``command``, ``cluster``, ``scheduler``, ``dashboard_link``, ``started_at``,
+        ``heartbeat_at``.
+    last_finished : pandas.Timestamp or None
+        End of the latest finished run (when none is in progress).
     """
 
     kind: str
     workers: pd.DataFrame
     dashboard: str | None
+    runs: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(RUN_COLUMNS)))
+    last_finished: pd.Timestamp | None = None
+
+    @property
+    def dashboard_recorded(self) -> bool:
+        """True when :attr:`dashboard` is the link a live run recorded."""
+        return bool(len(self.runs)) and self.dashboard == self.runs.iloc[0]["dashboard_link"]
 
 
 def dask_dashboard_link(kind: str, address: str | None, dashboard_address: str | None,
@@ -404,7 +430,7 @@ class Queries:
         return self._cached(("throughput", window, freq, int(now.timestamp() // max(self.settings.ttl_s, 1))), compute)
 
     def cluster(self) -> ClusterInfo:
-        """Workers holding running jobs, and the dask dashboard link."""
+        """Workers holding running jobs, the runs in progress and the dask dashboard link."""
 
         def compute() -> ClusterInfo:
             q = (
@@ -417,11 +443,20 @@ class Queries:
                 rows = [(w or "?", int(n), hb) for w, n, hb in s.execute(q)]
             workers = pd.DataFrame(rows, columns=["worker", "jobs", "last_heartbeat"])
             workers["last_heartbeat"] = pd.to_datetime(workers["last_heartbeat"], utc=True)
-            return ClusterInfo(
-                self.cluster_kind, workers,
-                dask_dashboard_link(self.cluster_kind, self.scheduler_address,
-                                    self.dashboard_address),
-            )
+            live = self.db.active_runs(self.settings.run_stale_after_s)
+            runs = pd.DataFrame([[getattr(r, c) for c in RUN_COLUMNS] for r in live], columns=list(RUN_COLUMNS))
+            for c in ("started_at", "heartbeat_at"):
+                runs[c] = pd.to_datetime(runs[c], utc=True)
+            configured = dask_dashboard_link(self.cluster_kind, self.scheduler_address, self.dashboard_address)
+            last_finished = None
+            if live:
+                kind, link = live[0].cluster, live[0].dashboard_link
+            else:
+                kind, link = self.cluster_kind, configured
+                last = self.db.last_run()
+                if last is not None and last.finished_at is not None:
+                    last_finished = pd.Timestamp(last.finished_at).tz_convert("UTC")
+            return ClusterInfo(kind, workers, link, runs, last_finished)
 
         return self._cached("cluster", compute)
 

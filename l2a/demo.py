@@ -287,7 +287,7 @@ def run_demo(
     workdir = (workdir or default_workdir()).expanduser().resolve()
     console.print(f"demo site: {workdir}")
     config = prepare_site(workdir, root, n_workers=min(2, os.cpu_count() or 1))
-    code = commands.run(config, console=console, progress=progress, processes=processes)
+    code = commands.run(config, console=console, progress=progress, processes=processes, command="demo")
     console.print(summary_table(config))
     console.print(
         f"products : {workdir / 'products'}\n"

@@ -114,6 +114,37 @@ def test_dask_dashboard_link() -> None:
     assert dask_dashboard_link("jobqueue", None, ":8787") is None
 
 
+def test_cluster_shows_the_live_run_and_its_recorded_dashboard(site: SmallSite) -> None:
+    """The dask dashboard link is the one the run in progress recorded (the port its cluster
+    really got), not the configured one; a run killed (heartbeat stale) or finished is not in
+    progress."""
+    from sqlalchemy import update
+
+    from dashboards.app import Dashboard
+    from l2a.production.models import Run, utcnow
+
+    q = Queries.from_config(site.config, QuerySettings(ttl_s=0))
+    run_id = q.db.start_run("node7:4242", "watch", "local", scheduler="tcp://127.0.0.1:40123",
+                            dashboard_link="http://127.0.0.1:41877/status")
+    try:
+        info = q.cluster()
+        assert info.dashboard == "http://127.0.0.1:41877/status" and info.dashboard_recorded
+        assert list(info.runs["runner"]) == ["node7:4242"] and info.kind == "local"
+        text = Dashboard(q).status.cluster.object
+        assert "`l2a watch` in progress on `node7:4242`" in text and "41877" in text
+        # killed: no end, and the heartbeat stops
+        with q.db.session() as s:
+            s.execute(update(Run).where(Run.id == run_id).values(heartbeat_at=utcnow() - timedelta(minutes=10)))
+        info = q.cluster()
+        assert info.runs.empty and info.dashboard == "http://localhost:8787/status"
+        assert not info.dashboard_recorded
+    finally:
+        q.db.finish_run(run_id)
+    info = q.cluster()
+    assert info.runs.empty and info.last_finished is not None
+    assert "no run in progress (the last one ended" in Dashboard(q).status.cluster.object
+
+
 def test_cache_reuses_results_within_ttl(site: SmallSite) -> None:
     q = Queries.from_config(site.config, QuerySettings(ttl_s=60))
     assert q.status_table() is q.status_table()

@@ -135,7 +135,7 @@ T0 = datetime(2024, 1, 1, 10, 53, 41, tzinfo=UTC)
 
 # --------------------------------------------------------------------------- schema
 def test_migrations_match_models_and_are_idempotent(db: Database) -> None:
-    assert db.current_revision() == "0001"
+    assert db.current_revision() == "0002"
     assert db.schema_differences() == []  # `alembic check`: models == migrated schema
     db.upgrade()  # again: nothing to do
     db.downgrade("base")
@@ -145,6 +145,44 @@ def test_migrations_match_models_and_are_idempotent(db: Database) -> None:
     assert tables <= {"alembic_version"}
     db.upgrade()
     assert db.schema_differences() == []
+
+
+def test_upgrade_from_0001_keeps_the_data(db_url: str) -> None:
+    """A database made by the first schema (before the runs table) upgrades in place."""
+    db = Database(db_url)
+    db.downgrade("base")
+    db.upgrade("0001")
+    pid = db.register_product(_name("31TCJ", T0), source="inbox")[0].id
+    db.upgrade()
+    assert db.current_revision() == "0002" and db.schema_differences() == []
+    product = db.get_product(pid)
+    assert product is not None and product.tile == "31TCJ"
+    assert db.start_run("h:1", "run", "local") > 0
+    db.dispose()
+
+
+def test_runs_heartbeat_end_and_staleness(db: Database) -> None:
+    from sqlalchemy import update
+
+    from l2a.production.models import Run, utcnow
+
+    assert db.last_run() is None and db.active_runs(120.0) == []
+    a = db.start_run("host-a:1", "watch", "local", scheduler="tcp://127.0.0.1:1",
+                     dashboard_link="http://127.0.0.1:8788/status")
+    b = db.start_run("host-b:2", "run", "scheduler", scheduler="tcp://10.0.0.5:8786")
+    live = db.active_runs(120.0)
+    assert [r.id for r in live] == [b, a]  # latest first
+    assert live[1].dashboard_link == "http://127.0.0.1:8788/status" and live[0].dashboard_link is None
+    # a killed run stops beating: stale after the threshold, its row kept
+    with db.session() as s:
+        s.execute(update(Run).where(Run.id == b).values(heartbeat_at=utcnow() - timedelta(minutes=5)))
+    assert [r.id for r in db.active_runs(120.0)] == [a]
+    db.heartbeat_run(b)
+    assert {r.id for r in db.active_runs(120.0)} == {a, b}
+    db.finish_run(a)
+    assert [r.id for r in db.active_runs(120.0)] == [b]
+    last = db.last_run()
+    assert last is not None and last.id == b and last.finished_at is None
 
 
 def test_sqlite_pragmas(tmp_path: Path) -> None:
@@ -435,5 +473,5 @@ def test_concurrent_upgrades_of_a_fresh_database(db_url: str) -> None:
                 proc.communicate()
     assert not errors, errors[0][-3000:]
     db = Database(db_url)
-    assert db.current_revision() == "0001" and db.schema_differences() == []
+    assert db.current_revision() == "0002" and db.schema_differences() == []
     db.dispose()

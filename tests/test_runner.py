@@ -11,12 +11,13 @@ from typing import Any
 
 import pytest
 from prod_helpers import check_exactly_once, fast_ingest, make_site
+from sqlalchemy import select
 
 from l2a.cluster import connect
 from l2a.production import runner as runner_mod
 from l2a.production.db import Database
 from l2a.production.faults import ENV_KILL_AT, ENV_KILL_STATE
-from l2a.production.models import JobMode, JobState, ProductState
+from l2a.production.models import JobMode, JobState, ProductState, Run
 from l2a.production.runner import Runner, RunnerSettings
 
 pytestmark = pytest.mark.sample_data
@@ -46,6 +47,7 @@ def test_local_cluster_two_tiles_and_a_lost_worker(
     monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
     with connect(settings.cluster) as handle:
         assert handle.nthreads() == 2
+        link = handle.dashboard_link
         summary = Runner(settings, handle, progress=False, ingest=fast_ingest()).run_once()
     assert state.exists(), "the fault was not injected"
     assert summary.ok and not summary.failed, summary.line()
@@ -69,6 +71,14 @@ def test_local_cluster_two_tiles_and_a_lost_worker(
     # a second run does nothing
     again = Runner(settings, None, progress=False, ingest=fast_ingest()).run_once()
     assert again.done == [] and again.ingest is not None and again.ingest.known == 7
+    # both runs are recorded, ended; the first with the dashboard link its cluster reported
+    with db.session(readonly=True) as s:
+        runs = list(s.scalars(select(Run).order_by(Run.id)))
+    assert [(r.command, r.cluster) for r in runs] == [("run", "local"), ("run", "in-process")]
+    assert link and runs[0].dashboard_link == link and runs[1].dashboard_link is None
+    assert runs[0].scheduler and runs[0].scheduler.startswith(("tcp://", "inproc://"))
+    assert all(r.finished_at is not None and r.finished_at >= r.started_at for r in runs)
+    assert db.active_runs(120.0) == []
 
 
 def _corrupt(safe: Path) -> None:

@@ -46,6 +46,14 @@ def test_watch_picks_up_drops_and_stops_cleanly(tmp_path: Path, toulouse: list[P
         while done() < 1 and time.monotonic() < deadline:
             time.sleep(0.2)
         assert done() == 1
+        # the watch is a run in progress, with the dashboard link of its local cluster
+        live = db.active_runs(120.0)
+        assert [(r.command, r.cluster) for r in live] == [("watch", "local")]
+        assert live[0].dashboard_link and live[0].dashboard_link.startswith("http")
+        shown = _console()
+        commands.status(settings, console=shown)
+        text = shown.export_text()
+        assert f"l2a watch in progress on {live[0].runner}" in text and live[0].dashboard_link in text
         # a second product dropped while watching (written elsewhere, renamed in: complete)
         import shutil
 
@@ -61,6 +69,9 @@ def test_watch_picks_up_drops_and_stops_cleanly(tmp_path: Path, toulouse: list[P
     assert not t.is_alive() and codes == [0]
     assert "stopped" in console.export_text()
     check_exactly_once(settings, 2)
+    last = db.last_run()
+    assert last is not None and last.command == "watch" and last.finished_at is not None
+    assert db.active_runs(120.0) == []
 
 
 def test_status_table_and_run_exit_codes(tmp_path: Path, toulouse: list[Path], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group
 from rich.table import Table
+from rich.text import Text
 
 if TYPE_CHECKING:
     from l2a.config import Settings
@@ -89,6 +90,7 @@ def run(
     console: Console | None = None,
     progress: bool = True,
     processes: bool = True,
+    command: str = "run",
 ) -> int:
     """``l2a run``: ingest what is pending, process it, publish it, exit.
 
@@ -103,6 +105,8 @@ def run(
         Show the progress bar.
     processes : bool
         Local cluster: worker processes (default) or threads.
+    command : str
+        What the run is recorded as in the database (``run``; ``demo`` from ``l2a demo``).
 
     Returns
     -------
@@ -119,7 +123,7 @@ def run(
             console.print(f"dask dashboard: {handle.dashboard_link}")
         runner = Runner(settings, handle, console=console, progress=progress)
         try:
-            summary = runner.run_once()
+            summary = runner.run_once(command=command)
         except KeyboardInterrupt:
             console.print("[yellow]interrupted: running jobs were put back in the queue[/]")
             return EXIT_INTERRUPTED
@@ -178,11 +182,13 @@ def watch(
 
 
 def status_tables(config: str | Path | Settings, *, failures: int = 20) -> Group:
-    """``l2a status``: products per site/tile/state, jobs per tile/mode/state, recent failures."""
+    """``l2a status``: runs in progress (with their dask dashboard), products per
+    site/tile/state, jobs per tile/mode/state, recent failures."""
     from sqlalchemy import select
 
     from l2a.production.db import Database
     from l2a.production.models import Job, JobState, Product, ProductState
+    from l2a.production.runner import RunnerSettings
 
     settings = _settings(config)
     db = Database(settings.db_url)
@@ -230,8 +236,14 @@ def status_tables(config: str | Path | Settings, *, failures: int = 20) -> Group
             fail.add_row(p.name, p.state.value, "", p.error or "")
         for j in retrying:
             fail.add_row(f"job {j.id} T{j.tile} {j.sensing_time:%Y-%m-%d}", "retrying", str(j.attempts), j.error or "")
+    live = db.active_runs(RunnerSettings().stale_after_s)
     db.dispose()
-    parts: list[Any] = [prod, jobs]
+    runs = Text()
+    for r in live:
+        runs.append(f"l2a {r.command} in progress on {r.runner} since {r.started_at:%Y-%m-%d %H:%M} UTC "
+                    f"({r.cluster} cluster" + (f", dask dashboard {r.dashboard_link}" if r.dashboard_link else "") + ")\n")
+    parts: list[Any] = [runs] if live else []
+    parts += [prod, jobs]
     if fail.row_count:
         parts.append(fail)
     return Group(*parts)

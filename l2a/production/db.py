@@ -58,6 +58,7 @@ from l2a.production.models import (
     Product,
     ProductState,
     PublishedItem,
+    Run,
     Site,
     utcnow,
 )
@@ -764,6 +765,54 @@ class Database:
                 JobCount(tile, JobMode(mode), JobState(state), n)
                 for tile, mode, state, n in s.execute(q)
             ]
+
+    # ------------------------------------------------------------------------- runs
+    def start_run(
+        self,
+        runner: str,
+        command: str,
+        cluster: str,
+        *,
+        scheduler: str | None = None,
+        dashboard_link: str | None = None,
+    ) -> int:
+        """Record a run starting (``l2a run``/``watch``/``demo``); its id."""
+        with self.session() as s:
+            run = Run(
+                runner=runner[:255], command=command[:16], cluster=cluster[:32],
+                scheduler=(scheduler or None) and scheduler[:512],
+                dashboard_link=(dashboard_link or None) and dashboard_link[:512],
+            )
+            s.add(run)
+            s.flush()
+            return int(run.id)
+
+    def heartbeat_run(self, run_id: int) -> None:
+        """Record that a run is alive."""
+        with self.session() as s:
+            s.execute(update(Run).where(Run.id == run_id).values(heartbeat_at=utcnow()))
+
+    def finish_run(self, run_id: int) -> None:
+        """Record the end of a run (also after an error; a killed run has none)."""
+        with self.session() as s:
+            now = utcnow()
+            s.execute(update(Run).where(Run.id == run_id).values(heartbeat_at=now, finished_at=now))
+
+    def active_runs(self, stale_after_s: float, *, now: datetime | None = None) -> list[Run]:
+        """Runs not finished whose heartbeat is at most ``stale_after_s`` old, latest first."""
+        now = now or utcnow()
+        q = (
+            select(Run)
+            .where(Run.finished_at.is_(None), Run.heartbeat_at >= now - timedelta(seconds=stale_after_s))
+            .order_by(Run.started_at.desc(), Run.id.desc())
+        )
+        with self.session(readonly=True) as s:
+            return list(s.scalars(q))
+
+    def last_run(self) -> Run | None:
+        """The latest run started, finished or not."""
+        with self.session(readonly=True) as s:
+            return s.scalar(select(Run).order_by(Run.started_at.desc(), Run.id.desc()).limit(1))
 
     def download_counts(self) -> list[tuple[str, str, int, int]]:
         """(item id, user, downloads, bytes) per item and user."""

@@ -43,6 +43,7 @@ __all__ = [
     "Product",
     "ProductState",
     "PublishedItem",
+    "Run",
     "Site",
     "utcnow",
 ]
@@ -284,3 +285,27 @@ class Download(Base):
     client: Mapped[str | None] = mapped_column(String(255), doc="client address or user agent")
     time: Mapped[datetime] = mapped_column(default=utcnow)
     bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Run(Base):
+    """One ``l2a run`` / ``l2a watch`` / ``l2a demo``: who runs it, on which cluster, where its
+    dask dashboard is (as the cluster reported it), and whether it is alive."""
+
+    __tablename__ = "runs"
+    __table_args__ = (Index("ix_runs_started", "started_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: ``host:pid`` of the process driving the run
+    runner: Mapped[str] = mapped_column(String(255))
+    command: Mapped[str] = mapped_column(String(16), doc="run, watch or demo")
+    cluster: Mapped[str] = mapped_column(String(32), doc="local, scheduler, scheduler_file or jobqueue")
+    scheduler: Mapped[str | None] = mapped_column(String(512), doc="the scheduler's address")
+    dashboard_link: Mapped[str | None] = mapped_column(String(512), doc="the dask dashboard, as the cluster reported it")
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: refreshed while the run is alive (a run with an old heartbeat and no end was killed)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+    def __repr__(self) -> str:
+        return f"Run({self.id}, {self.command} by {self.runner}, {self.cluster})"
+

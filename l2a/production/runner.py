@@ -311,6 +311,8 @@ class Runner:
         self.ingest_settings = ingest
         self._ingestor: Any = None
         self._prepared = False
+        #: the ``runs`` row of the current ``run_once``/``watch`` (None outside them)
+        self.run_id: int | None = None
 
     # ---------------------------------------------------------------- messages
     def _say(self, text: str) -> None:
@@ -657,19 +659,56 @@ class Runner:
 
             yield advance
 
+    # ---------------------------------------------------------------- the run record
+    @contextlib.contextmanager
+    def recorded_run(self, command: str) -> Iterator[int]:
+        """Record this run in the ``runs`` table while the block runs: who drives it, the
+        cluster, and the dask dashboard link as the cluster reports it (which the dashboard
+        app shows); a heartbeat every :attr:`RunnerSettings.heartbeat_s` from a background
+        thread, and the end (also after an error; a killed run simply stops beating)."""
+        h = self.handle
+        kind = h.kind if h is not None else "in-process"
+        scheduler = link = None
+        if h is not None:
+            with contextlib.suppress(Exception):  # a scheduler going away must not stop the run here
+                scheduler = h.scheduler_address
+            link = h.dashboard_link
+        run_id = self.db.start_run(self.worker, command, kind, scheduler=scheduler, dashboard_link=link)
+        self.run_id = run_id
+        done = threading.Event()
+
+        def beat() -> None:
+            while not done.wait(self.options.heartbeat_s):
+                try:
+                    self.db.heartbeat_run(run_id)
+                except Exception as exc:  # the database busy or away for a moment: next beat
+                    log.debug("run heartbeat failed: %s", exc)
+
+        beater = threading.Thread(target=beat, name=f"l2a-run-{run_id}-heartbeat", daemon=True)
+        beater.start()
+        try:
+            yield run_id
+        finally:
+            done.set()
+            beater.join()
+            self.run_id = None
+            with contextlib.suppress(Exception):
+                self.db.finish_run(run_id)
+
     # ---------------------------------------------------------------- everything
-    def run_once(self, *, stop: threading.Event | None = None, wait: bool = True) -> RunSummary:
+    def run_once(self, *, stop: threading.Event | None = None, wait: bool = True, command: str = "run") -> RunSummary:
         """Ingest what is pending, plan, process and publish until idle (``l2a run``)."""
         summary = RunSummary()
         t0 = time.perf_counter()
         self.prepare(summary)
-        t1 = time.perf_counter()
-        summary.ingest = self.ingest(wait=wait)
-        summary.add_time("ingest", time.perf_counter() - t1)
-        t1 = time.perf_counter()
-        summary.plan = self.plan()
-        summary.add_time("plan", time.perf_counter() - t1)
-        self.process(summary, stop=stop)
+        with self.recorded_run(command):
+            t1 = time.perf_counter()
+            summary.ingest = self.ingest(wait=wait)
+            summary.add_time("ingest", time.perf_counter() - t1)
+            t1 = time.perf_counter()
+            summary.plan = self.plan()
+            summary.add_time("plan", time.perf_counter() - t1)
+            self.process(summary, stop=stop)
         summary.seconds = time.perf_counter() - t0
         return summary
 
@@ -677,17 +716,18 @@ class Runner:
         """Scan, plan, process and publish until ``stop`` is set (``l2a watch``)."""
         self.prepare()
         period = float(self.settings.poll_interval_s)
-        while not stop.is_set():
-            summary = RunSummary()
-            summary.ingest = self.ingest(wait=False)
-            summary.plan = self.plan()
-            self.db.requeue_stale_jobs(self.options.stale_after_s)
-            self.process(summary, stop=stop, wait_retries=False)
-            if on_summary and (summary.done or summary.failed or summary.retried or summary.stopped):
-                on_summary(summary)
-            if summary.stopped:
-                break
-            stop.wait(period)
+        with self.recorded_run("watch"):
+            while not stop.is_set():
+                summary = RunSummary()
+                summary.ingest = self.ingest(wait=False)
+                summary.plan = self.plan()
+                self.db.requeue_stale_jobs(self.options.stale_after_s)
+                self.process(summary, stop=stop, wait_retries=False)
+                if on_summary and (summary.done or summary.failed or summary.retried or summary.stopped):
+                    on_summary(summary)
+                if summary.stopped:
+                    break
+                stop.wait(period)
 
 
 def _reason(exc: BaseException) -> str:
