@@ -145,7 +145,7 @@ class StatusPage(pn.viewable.Viewer, _Changes):
                       color=STATE_COLOURS[state], size=6, tools=["hover"])
                   for state in ("done", "failed")]
         return hv.Overlay(curves).opts(
-            width=PLOT_WIDTH // 2 - 20, height=260, xlabel=f"{unit} (UTC)",
+            width=PLOT_WIDTH // 2 - 20, height=260, xlabel=f"{unit} (UTC)", hooks=[_one_line_dates],
             ylabel=f"products per {unit}", legend_position="top_left", show_grid=True)
 
     def __panel__(self) -> pn.viewable.Viewable:
@@ -161,6 +161,19 @@ class StatusPage(pn.viewable.Viewer, _Changes):
             self.cluster, self.workers,
             sizing_mode="stretch_width",
         )
+
+
+def _one_line_dates(plot: Any, _element: Any) -> None:
+    """Date axes with one label per tick, few enough to be read: holoviews adds a second
+    "context" line of dates that overlapped the tick labels of the 48-hour plot."""
+    for axis in plot.state.xaxis:
+        if hasattr(axis.ticker, "desired_num_ticks"):
+            axis.ticker.desired_num_ticks = 4
+        fmt = getattr(axis, "formatter", None)
+        if fmt is not None and hasattr(fmt, "context"):
+            fmt.context = None
+            fmt.hours = "%d %b %Hh"
+            fmt.days = "%d %b"
 
 
 # ============================================================================ Sites
