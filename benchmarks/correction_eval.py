@@ -342,7 +342,6 @@ def slovenia() -> bool:
 #: Closed loop (section 2b): AOTs at 550 nm given to the three clear dates in order (a clear,
 #: a typical and a hazy day), on top of the AOTs retrieved on the real dates.
 CLOSURE_AOTS = (0.05, 0.2, 0.4)
-CLOSURE_BANDS = ("B02", "B03", "B04", "B08")
 #: Closure tolerances: scene-mean AOT bias, share of working pixels within the dark-target
 #: envelope, share of visible 10 m pixels within the SRE accuracy requirement.
 CLOSURE_MAX_AOT_BIAS = 0.02
@@ -350,98 +349,38 @@ CLOSURE_MIN_IN_ENVELOPE = 0.95
 CLOSURE_MIN_IN_SPEC = 0.99
 
 
-def _aot_envelope(tau: float) -> float:
-    """Expected AOT error of a dark-target retrieval over land, 0.05 + 0.15 tau (Levy et al. 2010)."""
-    return 0.05 + 0.15 * tau
-
-
-def _sre_spec(rho: np.ndarray) -> np.ndarray:
-    """Sentinel-2 surface-reflectance accuracy requirement 0.005 + 5 % of the reflectance."""
-    return 0.005 + 0.05 * np.abs(rho)
-
-
 def closure() -> bool:
-    """Closed loop on the real Slovenia surface: unchanged surface, real geometries, known atmospheres.
+    """Closed loop on the real Slovenia surface: unchanged surface, real geometries, known
+    atmospheres (:mod:`l2a.testing.closure`, also run by ``tests/test_correction_closure.py``).
 
-    The surface is the SRE that ``correct`` retrieves on the first clear date (default settings,
-    single date, DEM pressure); B09 takes the B8A surface (the water-vapour retrieval's
-    assumption). Each date's TOA is simulated with the SMAC model (``rt.forward``) under its real
-    sun geometry, the DEM pressure, its ozone and a known AOT / water vapour, then corrected
-    with adjacency off (the simulation is the uniform-surface equation). ``single``: each clear
-    date alone (composite None, the multi-spectral term only). ``chained``: all five dates in
-    order through one composite, as production runs them (the cloudy 2015-07-31 and 2015-08-20
-    simulated clear, AOT and water vapour interpolated in time between their clear neighbours).
+    ``single``: each clear date alone (composite None, the multi-spectral term only).
+    ``chained``: all five dates in order through one composite, as production runs them (the
+    cloudy 2015-07-31 and 2015-08-20 simulated clear, AOT and water vapour interpolated in time
+    between their clear neighbours).
     """
-    import rasterio
-    import xarray as xr
-    from odc.geo.xr import xr_coords
-
-    from l2a.chain.correction import CorrectionSettings, correct, group, working_geobox
-    from l2a.io._array_product import ArrayL1CProduct
-    from l2a.io.scenes import open_scene
-    from l2a.io.smac_coefs import read_smac_coefficients
-    from l2a.kernels.adjacency import AdjacencySettings
-    from l2a.kernels.atmosphere import pressure_from_altitude
-    from l2a.kernels.rt import forward
-    from l2a.kernels.smac import SmacModel
-    from l2a.masks.composite import Composite
     from l2a.paths import sample_data_dir
-    from l2a.sensors.sentinel2 import BY_NAME
+    from l2a.testing.closure import (
+        R1_BANDS,
+        aot_envelope,
+        closed_loop,
+        given_aots,
+        real_atmospheres,
+        run_series,
+        sre_spec,
+    )
 
     print("\n## 2b. Closed loop on real surfaces (closure check of the retrieval, not an issue target)")
-    scenes = {d: open_scene(f"slovenia:{d}") for d in ALL_DATES}
-    ref = scenes[CLEAR_DATES[0]]
-    g10 = ref.geobox(10)
-    ny, nx = g10.shape
-    with rasterio.open(sample_data_dir() / "slovenia_T33_summer2015" / "DEM.tif") as src:
-        z = src.read(1).astype(np.float64)
-    elevation = xr.Dataset({"elevation": (("y", "x"), z)}, coords=xr_coords(g10))  # pressure only: FRE == SRE
-    ds0, _ = correct(ref, None, None, elevation)
-    r1, r2 = group(ds0, "R1"), group(ds0, "R2")
-    truth: dict[str, np.ndarray] = {}
-    for b in ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12"):
-        name = f"SRE_{BY_NAME[b].muscate_name}"
-        if name in r1:
-            v = r1[name].values
-        else:  # 20 m band: each 20 m pixel on its 2 x 2 10 m pixels (block means give it back)
-            v = np.repeat(np.repeat(r2[name].values, 2, axis=0), 2, axis=1)[:ny, :nx]
-        truth[b] = np.where(v == -10000, np.nan, v / 1e4)
-    truth["B09"] = truth["B8A"]
-    # the real atmospheres (single-date retrieval on each real date; ozone = what correct uses)
-    real = {}
-    for d in ALL_DATES:
-        dsd, _ = correct(scenes[d], None, None, elevation)
-        real[d] = (float(dsd["aot"].mean()), float(dsd["water_vapour"].mean()), float(dsd.attrs["ozone_cm_atm"]))
-    days = {d: scenes[d].metadata.sensing_time.timestamp() / 86400.0 for d in ALL_DATES}
-    model = SmacModel(read_smac_coefficients(ref.metadata.platform))
-    pressure = pressure_from_altitude(z)
-
-    def simulate(d: str, tau: float, wv: float) -> ArrayL1CProduct:
-        ang = scenes[d].angles(g10)
-        sz, sa, vz, va = (np.asarray(ang[k].values, dtype=np.float64)
-                          for k in ("sun_zenith", "sun_azimuth", "view_zenith", "view_azimuth"))
-        toa = {b: forward(model.terms(b, sz, vz, sa - va, pressure, tau, wv, real[d][2]), rho).astype(np.float32)
-               for b, rho in truth.items()}
-        md = dataclasses.replace(scenes[d].metadata, product_id=f"closure:{d}")
-        return ArrayL1CProduct(toa, g10, md, nominal_resolution=10.0)
-
-    def all_dates(clear: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
-        x = [days[d] for d in CLEAR_DATES]
-        return {d: (float(np.interp(days[d], x, [clear[c][0] for c in CLEAR_DATES])),
-                    float(np.interp(days[d], x, [clear[c][1] for c in CLEAR_DATES]))) for d in ALL_DATES}
-
+    loop = closed_loop(sample_data_dir() / "slovenia_T33_summer2015" / "DEM.tif")
+    ny, nx = loop.truth["B02"].shape
     print(f"Surface: SRE of {CLEAR_DATES[0]} (correct, default settings, single date) held fixed on the "
           f"{ny} x {nx} px grid; TOA simulated with SMAC (rt.forward) for each date's real sun geometry, "
           "DEM pressure and ozone; B9 surface = B8A surface with the same water vapour; adjacency off in the "
           "simulation and the retrieval; no masks (every pixel clear). single: clear dates alone (no "
           "composite); chained: the 5 dates in order through one composite (07-31 and 08-20 simulated clear, "
           "atmosphere interpolated in time).")
-    settings = CorrectionSettings(adjacency=AdjacencySettings(enabled=False))
     atmospheres = {
-        "real AOT": all_dates({d: real[d][:2] for d in CLEAR_DATES}),
-        "AOT " + "/".join(f"{t:g}" for t in CLOSURE_AOTS): all_dates(
-            {d: (t, real[d][1]) for d, t in zip(CLEAR_DATES, CLOSURE_AOTS, strict=True)}
-        ),
+        "real AOT": real_atmospheres(loop),
+        "AOT " + "/".join(f"{t:g}" for t in CLOSURE_AOTS): given_aots(loop, CLOSURE_AOTS),
     }
     widths = (50, 12, 12, 12, 12, 12, 12)
     print(_row("atmosphere, retrieval, date", "true AOT", "AOT mean", "max |dAOT|", "true WV", "WV mean", "in envelope",
@@ -450,49 +389,33 @@ def closure() -> bool:
     spreads: list[str] = []
     for label, atmos in atmospheres.items():
         for mode in ("single", "chained"):
-            comp = None
-            if mode == "chained":
-                gw = working_geobox(ref, None, settings)
-                comp = Composite(geobox=gw, reflectance={}, dates=np.full(tuple(gw.shape), np.nan),
-                                 last_date=f"{ALL_DATES[0]}T00:00:00+00:00", extra={})
-            toas, sres = [], []
-            for d in ALL_DATES if mode == "chained" else CLEAR_DATES:
-                tau, wv = atmos[d]
-                sim = simulate(d, tau, wv)
-                out, comp = correct(sim, None, comp, elevation, settings)
-                aot, wv_r = out["aot"].values, out["water_vapour"].values
-                err = aot - tau
-                inside = float(np.mean(np.abs(err) <= _aot_envelope(tau)))
+            runs = run_series(loop, atmos, chained=mode == "chained")
+            for r in runs:
+                err = r["aot"] - r["tau"]
+                inside = float(np.mean(np.abs(err) <= aot_envelope(r["tau"])))
                 aot_ok &= abs(float(err.mean())) <= CLOSURE_MAX_AOT_BIAS and inside >= CLOSURE_MIN_IN_ENVELOPE
-                tag = d if d in CLEAR_DATES else f"{d} (sim. clear)"
-                print(_row(f"{label}, {mode}, {tag}", tau, float(aot.mean()), float(np.abs(err).max()), wv,
-                           float(wv_r.mean()), f"{inside:.1%}", widths=widths))
-                if d not in CLEAR_DATES:
-                    continue
-                names = [f"SRE_{BY_NAME[b].muscate_name}" for b in CLOSURE_BANDS]
-                sre = out[names].compute()
-                toa = sim.toa(list(CLOSURE_BANDS), 10, chunks=None)
-                toas.append(np.stack([toa[b].values for b in CLOSURE_BANDS]))
-                sres.append(np.stack([sre[n].values / 1e4 for n in names]))
-            t_arr, s_arr = np.stack(toas), np.stack(sres)
-            true = np.stack([truth[b] for b in CLOSURE_BANDS])
-            s_t = np.mean(np.std(t_arr, axis=0), axis=(1, 2))
-            s_s = np.mean(np.std(s_arr, axis=0), axis=(1, 2))
-            err = s_arr - true[None]
-            mae = np.mean(np.abs(err), axis=(0, 2, 3))
-            in_spec = np.mean(np.abs(err) <= _sre_spec(true)[None], axis=(0, 2, 3))
-            for i, b in enumerate(CLOSURE_BANDS):
-                red = 1.0 - s_s[i] / s_t[i]
+                tag = r["date"] if r["clear"] else f"{r['date']} (sim. clear)"
+                print(_row(f"{label}, {mode}, {tag}", r["tau"], float(r["aot"].mean()), float(np.abs(err).max()),
+                           r["wv"], float(r["water_vapour"].mean()), f"{inside:.1%}", widths=widths))
+            clear = [r for r in runs if r["clear"]]
+            for b in R1_BANDS:
+                t_arr = np.stack([r["toa"][b] for r in clear])
+                s_arr = np.stack([r["sre"][b] for r in clear])
+                s_t, s_s = float(np.mean(np.std(t_arr, axis=0))), float(np.mean(np.std(s_arr, axis=0)))
+                err = s_arr - loop.truth[b][None]
+                mae = float(np.mean(np.abs(err)))
+                in_spec = float(np.mean(np.abs(err) <= sre_spec(loop.truth[b])[None]))
+                red = 1.0 - s_s / s_t
                 if b != "B08":
                     std_ok &= red >= TARGET_STD_REDUCTION
-                    sre_ok &= in_spec[i] >= CLOSURE_MIN_IN_SPEC
-                spreads.append(_row(f"{label}, {mode}, {b}", float(s_t[i]), float(s_s[i]), f"{red:.1%}",
-                                    float(mae[i]), f"{in_spec[i]:.1%}", widths=widths))
+                    sre_ok &= in_spec >= CLOSURE_MIN_IN_SPEC
+                spreads.append(_row(f"{label}, {mode}, {b}", s_t, s_s, f"{red:.1%}", mae, f"{in_spec:.1%}",
+                                    widths=widths))
     print("Per-pixel date-to-date std over the 3 clear dates (mean over the pixels) and SRE error against the "
           "true surface:")
     print(_row("atmosphere, retrieval, band", "TOA std", "SRE std", "reduction", "SRE MAE", "in spec", widths=widths))
-    for r in spreads:
-        print(r)
+    for row in spreads:
+        print(row)
     ok = aot_ok and std_ok and sre_ok
     print("(in envelope: share of working pixels with |AOT error| <= 0.05 + 0.15 AOT (Levy et al. 2010); in spec: "
           "share of 10 m pixels with |SRE error| <= 0.005 + 5 % (Sentinel-2 L2A requirement))")

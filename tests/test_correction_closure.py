@@ -24,34 +24,30 @@ Tolerances (independent of this code's output):
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import xarray as xr
 
-CLEAR_DATES = ("2015-07-11", "2015-08-30", "2015-09-09")
-ALL_DATES = ("2015-07-11", "2015-07-31", "2015-08-20", "2015-08-30", "2015-09-09")
+from l2a.testing.closure import (
+    CLEAR_DATES,
+    ClosedLoop,
+    aot_envelope,
+    closed_loop,
+    given_aots,
+    real_atmospheres,
+    run_series,
+    sre_spec,
+)
+
 WIDE_AOTS = (0.05, 0.2, 0.4)  # a clear, a typical and a hazy day, one per clear date
 VISIBLE = ("B02", "B03", "B04")
-R1_BANDS = ("B02", "B03", "B04", "B08")
 MIN_STD_REDUCTION = 0.30
 MAX_MEAN_AOT_BIAS = 0.02
 MIN_SHARE_IN_ENVELOPE = 0.95
 MIN_SHARE_IN_SPEC = 0.99
-
-
-def aot_envelope(tau: float) -> float:
-    """Expected AOT error of dark-target retrievals over land (Levy et al. 2010)."""
-    return 0.05 + 0.15 * tau
-
-
-def sre_spec(rho: np.ndarray) -> np.ndarray:
-    """Sentinel-2 surface-reflectance accuracy requirement, 0.005 + 5 %."""
-    return 0.005 + 0.05 * np.abs(rho)
 
 
 def aot_ok(aot: np.ndarray, tau: float) -> bool:
@@ -59,143 +55,32 @@ def aot_ok(aot: np.ndarray, tau: float) -> bool:
     return abs(float(err.mean())) <= MAX_MEAN_AOT_BIAS and float(np.mean(np.abs(err) <= aot_envelope(tau))) >= MIN_SHARE_IN_ENVELOPE
 
 
-@dataclasses.dataclass
-class Loop:
-    """The fixed surface, the real dates' geometry and atmospheres, and a TOA simulator."""
+@pytest.fixture(scope="module")
+def loop(sample_path: Callable[[str], Path]) -> ClosedLoop:
+    return closed_loop(sample_path("slovenia_T33_summer2015/DEM.tif"))
 
-    truth: dict[str, np.ndarray]
-    elevation: xr.Dataset
-    scenes: dict[str, Any]
-    real: dict[str, tuple[float, float, float]]  # AOT, water vapour, ozone retrieved on the real date
-    days: dict[str, float]  # sensing time, days since 1970
-    simulate: Callable[[str, float, float], Any]
+
+def wide(loop: ClosedLoop) -> dict[str, tuple[float, float]]:
+    return given_aots(loop, WIDE_AOTS)
 
 
 @pytest.fixture(scope="module")
-def loop(sample_path: Callable[[str], Path]) -> Loop:
-    import rasterio
-    from odc.geo.xr import xr_coords
-
-    from l2a.chain.correction import correct, group
-    from l2a.io._array_product import ArrayL1CProduct
-    from l2a.io.scenes import open_scene
-    from l2a.io.smac_coefs import read_smac_coefficients
-    from l2a.kernels.atmosphere import pressure_from_altitude
-    from l2a.kernels.rt import forward
-    from l2a.kernels.smac import SmacModel
-    from l2a.sensors.sentinel2 import BY_NAME
-
-    dem = sample_path("slovenia_T33_summer2015/DEM.tif")
-    scenes = {d: open_scene(f"slovenia:{d}") for d in ALL_DATES}
-    g10 = scenes[CLEAR_DATES[0]].geobox(10)
-    ny, nx = g10.shape
-    with rasterio.open(dem) as src:
-        z = src.read(1).astype(np.float64)
-    assert z.shape == (ny, nx)
-    elevation = xr.Dataset({"elevation": (("y", "x"), z)}, coords=xr_coords(g10))
-
-    ds0, _ = correct(scenes[CLEAR_DATES[0]], None, None, elevation)
-    r1, r2 = group(ds0, "R1"), group(ds0, "R2")
-    truth: dict[str, np.ndarray] = {}
-    for b in ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12"):
-        name = f"SRE_{BY_NAME[b].muscate_name}"
-        v = r1[name].values if name in r1 else np.repeat(np.repeat(r2[name].values, 2, axis=0), 2, axis=1)[:ny, :nx]
-        assert (v != -10000).all()
-        truth[b] = v / 1e4
-    truth["B09"] = truth["B8A"]
-
-    real = {}
-    for d in ALL_DATES:  # the cloudy dates only give their ozone (AOT/WV are interpolated, see all_dates)
-        dsd, _ = correct(scenes[d], None, None, elevation)
-        real[d] = (float(dsd["aot"].mean()), float(dsd["water_vapour"].mean()), float(dsd.attrs["ozone_cm_atm"]))
-    model = SmacModel(read_smac_coefficients(scenes[CLEAR_DATES[0]].metadata.platform))
-    pressure = pressure_from_altitude(z)
-
-    def simulate(d: str, tau: float, wv: float) -> ArrayL1CProduct:
-        ang = scenes[d].angles(g10)
-        sz, sa, vz, va = (np.asarray(ang[k].values, dtype=np.float64)
-                          for k in ("sun_zenith", "sun_azimuth", "view_zenith", "view_azimuth"))
-        toa = {b: forward(model.terms(b, sz, vz, sa - va, pressure, tau, wv, real[d][2]), rho).astype(np.float32)
-               for b, rho in truth.items()}
-        md = dataclasses.replace(scenes[d].metadata, product_id=f"closure:{d}")
-        return ArrayL1CProduct(toa, g10, md, nominal_resolution=10.0)
-
-    days = {d: scenes[d].metadata.sensing_time.timestamp() / 86400.0 for d in ALL_DATES}
-    return Loop(truth, elevation, scenes, real, days, simulate)
-
-
-def run_series(loop: Loop, atmos: dict[str, tuple[float, float]], *, chained: bool, aot_settings: Any = None) -> list[dict[str, Any]]:
-    """Simulate and correct the dates in order; per date: true AOT/WV, retrieved fields, TOA and SRE (R1 bands).
-
-    ``chained=False``: the clear dates alone (no composite: the multi-spectral term only).
-    ``chained=True``: the five dates through one composite, as production runs the series (the
-    cloudy 2015-07-31 and 2015-08-20 are simulated clear under the same unchanged surface).
-    """
-    from l2a.chain.correction import CorrectionSettings, correct, working_geobox
-    from l2a.kernels.adjacency import AdjacencySettings
-    from l2a.masks.composite import Composite
-    from l2a.sensors.sentinel2 import BY_NAME
-
-    settings = CorrectionSettings(adjacency=AdjacencySettings(enabled=False))
-    if aot_settings is not None:
-        settings = dataclasses.replace(settings, aot=aot_settings)
-    comp = None
-    if chained:
-        first = loop.scenes[CLEAR_DATES[0]]
-        gw = working_geobox(first, None, settings)
-        comp = Composite(geobox=gw, reflectance={}, dates=np.full(tuple(gw.shape), np.nan),
-                         last_date=f"{CLEAR_DATES[0]}T00:00:00+00:00", extra={})
-    names = [f"SRE_{BY_NAME[b].muscate_name}" for b in R1_BANDS]
-    out = []
-    for d in ALL_DATES if chained else CLEAR_DATES:
-        tau, wv = atmos[d]
-        sim = loop.simulate(d, tau, wv)
-        ds, comp = correct(sim, None, comp, loop.elevation, settings)
-        sre = ds[names].compute()
-        toa = sim.toa(list(R1_BANDS), 10, chunks=None)
-        out.append({
-            "date": d, "clear": d in CLEAR_DATES, "tau": tau, "wv": wv,
-            "aot": np.asarray(ds["aot"].values), "water_vapour": np.asarray(ds["water_vapour"].values),
-            "toa": {b: np.asarray(toa[b].values, dtype=np.float64) for b in R1_BANDS},
-            "sre": {b: sre[n].values / 1e4 for b, n in zip(R1_BANDS, names, strict=True)},
-        })
-    return out
-
-
-def all_dates(loop: Loop, clear: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
-    """AOT and water vapour of every date: the clear dates' values, interpolated in time between them."""
-    x = [loop.days[d] for d in CLEAR_DATES]
-    return {
-        d: (float(np.interp(loop.days[d], x, [clear[c][0] for c in CLEAR_DATES])),
-            float(np.interp(loop.days[d], x, [clear[c][1] for c in CLEAR_DATES])))
-        for d in ALL_DATES
-    }
-
-
-def wide(loop: Loop) -> dict[str, tuple[float, float]]:
-    return all_dates(loop, {d: (t, loop.real[d][1]) for d, t in zip(CLEAR_DATES, WIDE_AOTS, strict=True)})
-
-
-def real_atmos(loop: Loop) -> dict[str, tuple[float, float]]:
-    return all_dates(loop, {d: loop.real[d][:2] for d in CLEAR_DATES})
-
-
-@pytest.fixture(scope="module")
-def series(loop: Loop) -> dict[str, list[dict[str, Any]]]:
+def series(loop: ClosedLoop) -> dict[str, list[dict[str, Any]]]:
     return {
         "wide single": run_series(loop, wide(loop), chained=False),
         "wide chained": run_series(loop, wide(loop), chained=True),
-        "real single": run_series(loop, real_atmos(loop), chained=False),
+        "real single": run_series(loop, real_atmospheres(loop), chained=False),
     }
 
 
-def test_inputs_are_realistic(loop: Loop) -> None:
+def test_inputs_are_realistic(loop: ClosedLoop) -> None:
     # the real dates' atmospheres are plausible and distinct; the fixed surface is vegetated land
     for d in CLEAR_DATES:
         aot, wv, oz = loop.real[d]
         assert 0.03 <= aot <= 0.4 and 0.3 <= wv <= 5.0 and 0.2 <= oz <= 0.5, (d, loop.real[d])
     zen = [loop.scenes[d].metadata.mean_sun_zenith for d in CLEAR_DATES]
     assert zen[2] - zen[0] > 10  # the sun geometry really changes (27 -> 42 deg)
+    assert all(np.isfinite(v).all() for v in loop.truth.values())  # a surface everywhere
     ndvi = (loop.truth["B08"] - loop.truth["B04"]) / (loop.truth["B08"] + loop.truth["B04"])
     assert float(np.median(ndvi)) > 0.6
 
@@ -226,7 +111,7 @@ def test_visible_date_to_date_spread_removed(series: dict[str, list[dict[str, An
         assert 1.0 - s_sre / s_toa >= MIN_STD_REDUCTION, (key, b, s_toa, s_sre)
 
 
-def sre_error_of_aot_error(loop: Loop, d: str, tau: float, wv: float, dtau: float, band: str) -> np.ndarray:
+def sre_error_of_aot_error(loop: ClosedLoop, d: str, tau: float, wv: float, dtau: float, band: str) -> np.ndarray:
     """|SRE error| per pixel of ``band`` when the AOT is off by ``dtau`` (SMAC, date's mean geometry)."""
     from l2a.io.smac_coefs import read_smac_coefficients
     from l2a.kernels.atmosphere import pressure_from_altitude
@@ -244,7 +129,7 @@ def sre_error_of_aot_error(loop: Loop, d: str, tau: float, wv: float, dtau: floa
 
 
 @pytest.mark.parametrize("key", ["wide single", "wide chained"])
-def test_sre_matches_true_surface(loop: Loop, series: dict[str, list[dict[str, Any]]], key: str) -> None:
+def test_sre_matches_true_surface(loop: ClosedLoop, series: dict[str, list[dict[str, Any]]], key: str) -> None:
     for r in series[key]:
         for b in VISIBLE:
             err = r["sre"][b] - loop.truth[b]
@@ -255,7 +140,7 @@ def test_sre_matches_true_surface(loop: Loop, series: dict[str, list[dict[str, A
             assert float(np.mean(np.abs(err))) <= bound, (key, r["date"], b, float(np.mean(np.abs(err))), bound)
 
 
-def test_checks_catch_a_wrong_retrieval(loop: Loop) -> None:
+def test_checks_catch_a_wrong_retrieval(loop: ClosedLoop) -> None:
     """The tolerances above are tight enough to fail when the retrieval is wrong."""
     from l2a.kernels.atmosphere import AotSettings
 
