@@ -27,6 +27,7 @@ from typing import Any, Final, TypeVar
 import numpy as np
 import pandas as pd
 from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
 
 from l2a.catalog.stac_item import COLLECTION_ID
 from l2a.production.db import Database
@@ -443,7 +444,11 @@ class Queries:
                 rows = [(w or "?", int(n), hb) for w, n, hb in s.execute(q)]
             workers = pd.DataFrame(rows, columns=["worker", "jobs", "last_heartbeat"])
             workers["last_heartbeat"] = pd.to_datetime(workers["last_heartbeat"], utc=True)
-            live = self.db.active_runs(self.settings.run_stale_after_s)
+            try:
+                live = self.db.active_runs(self.settings.run_stale_after_s)
+                last = None if live else self.db.last_run()
+            except DBAPIError:  # a database of schema 0001 (before runs were recorded): none
+                live, last = [], None
             runs = pd.DataFrame([[getattr(r, c) for c in RUN_COLUMNS] for r in live], columns=list(RUN_COLUMNS))
             for c in ("started_at", "heartbeat_at"):
                 runs[c] = pd.to_datetime(runs[c], utc=True)
@@ -453,7 +458,6 @@ class Queries:
                 kind, link = live[0].cluster, live[0].dashboard_link
             else:
                 kind, link = self.cluster_kind, configured
-                last = self.db.last_run()
                 if last is not None and last.finished_at is not None:
                     last_finished = pd.Timestamp(last.finished_at).tz_convert("UTC")
             return ClusterInfo(kind, workers, link, runs, last_finished)

@@ -145,6 +145,19 @@ def test_cluster_shows_the_live_run_and_its_recorded_dashboard(site: SmallSite) 
     assert "no run in progress (the last one ended" in Dashboard(q).status.cluster.object
 
 
+def test_cluster_on_a_database_before_runs_were_recorded(tmp_path: Path) -> None:
+    """The dashboard only reads: on a database still at schema 0001 (no runs table), the
+    cluster line falls back to the configured link instead of failing."""
+    from l2a.production.db import Database
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    Database(url).upgrade("0001")
+    q = Queries(db=Database(url), catalog=CatalogIndex(tmp_path / "catalog"), settings=QuerySettings(ttl_s=0))
+    info = q.cluster()
+    assert info.runs.empty and info.last_finished is None
+    assert info.dashboard == "http://localhost:8787/status"
+
+
 def test_cache_reuses_results_within_ttl(site: SmallSite) -> None:
     q = Queries.from_config(site.config, QuerySettings(ttl_s=60))
     assert q.status_table() is q.status_table()
