@@ -163,6 +163,14 @@ class StatusPage(pn.viewable.Viewer, _Changes):
         )
 
 
+def _date_range(times: pd.Series, min_pad_days: float = 15.0) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """x range of a date axis: the data plus a margin of 5 % of their span, at least
+    ``min_pad_days`` each side (one date alone would otherwise fill an axis of a second)."""
+    lo, hi = pd.Timestamp(times.min()), pd.Timestamp(times.max())
+    pad = max((hi - lo) * 0.05, pd.Timedelta(days=min_pad_days))
+    return lo - pad, hi + pad
+
+
 def _one_line_dates(plot: Any, _element: Any) -> None:
     """Date axes with one label per tick, few enough to be read: holoviews adds a second
     "context" line of dates that overlapped the tick labels of the 48-hour plot."""
@@ -389,14 +397,16 @@ class StatisticsPage(pn.viewable.Viewer, _Changes):
                   for c, g in long.groupby("class")]
         self.timeline.object = hv.Overlay(curves).opts(
             width=PLOT_WIDTH, height=300, xlabel="acquisition date", ylabel="% of the tile",
-            legend_position="right", title="Cover of each acquisition")
+            legend_position="right", title="Cover of each acquisition",
+            xlim=_date_range(long["datetime"]), hooks=[_one_line_dates])
         mo = monthly.assign(month=monthly["month"] + np.timedelta64(14, "D"))  # mid-month
         self.monthly.object = hv.Overlay([
             hv.Curve(mo, "month", (col, "percent"), label=label).opts(color=CLASS_COLOURS[label], line_width=2)
             * hv.Scatter(mo, "month", (col, "percent")).opts(color=CLASS_COLOURS[label], size=7, tools=["hover"])
             for col, label in COVER_COLUMNS.items()
         ]).opts(width=PLOT_WIDTH, height=300, ylabel="mean % of the tile", xlabel="month",
-                title="Monthly mean cover", legend_position="right", show_grid=True)
+                title="Monthly mean cover", legend_position="right", show_grid=True,
+                xlim=_date_range(mo["month"]), hooks=[_one_line_dates])
         c = monthly.assign(month=monthly["month"].dt.strftime("%Y-%m"))
         self.clear.object = (
             hv.Bars(c, "month", ("dates", "acquisitions"), label="all dates").opts(color="#c6dbef")
