@@ -163,11 +163,12 @@ class StatusPage(pn.viewable.Viewer, _Changes):
         )
 
 
-def _date_range(times: pd.Series, min_pad_days: float = 15.0) -> tuple[pd.Timestamp, pd.Timestamp]:
+def _date_range(times: pd.Series, min_pad_days: float = 15.0) -> tuple[np.datetime64, np.datetime64]:
     """x range of a date axis: the data plus a margin of 5 % of their span, at least
     ``min_pad_days`` each side (one date alone would otherwise fill an axis of a second)."""
-    lo, hi = pd.Timestamp(times.min()), pd.Timestamp(times.max())
-    pad = max((hi - lo) * 0.05, pd.Timedelta(days=min_pad_days))
+    lo, hi = pd.Timestamp(times.min()).to_datetime64(), pd.Timestamp(times.max()).to_datetime64()
+    # numpy units throughout (pandas' Timedelta(days=…) warns on numpy 2's generic unit)
+    pad = max((hi - lo) * 0.05, np.timedelta64(round(min_pad_days * 86400), "s"))
     return lo - pad, hi + pad
 
 
