@@ -34,7 +34,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from typing import Any, Final
 
 import dask.array as da
@@ -51,6 +50,7 @@ from l2a.kernels import slope_correction as slc
 from l2a.kernels.clouds import dilate
 from l2a.kernels.rt import AtmosphereTerms, RadiativeTransferModel, inverse
 from l2a.kernels.smac import SmacModel
+from l2a.masks.composite import to_days
 from l2a.sensors.sentinel2 import BY_NAME, MUSCATE_R1, MUSCATE_R2
 
 #: Scale of SRE/FRE integers (reflectance x 10000) and their no-data value.
@@ -366,7 +366,7 @@ def coarse_stage(
         return model.terms(band, sz, bvz, sa - bva, pressure, tau, wv, ozone)
 
     comp_sre = _composite_sre(composite, g, settings.aot.mt_bands)
-    today = _days(l1c.metadata.sensing_time)
+    today = to_days(l1c.metadata.sensing_time.isoformat())  # the composite's own day count
     comp_age = _composite_sre_age(composite, g, today) if comp_sre is not None else None
     aot_settings = settings.aot
     previous = getattr(composite, "extra", {}).get("aot") if composite is not None else None
@@ -418,12 +418,6 @@ def _composite_sre(composite: Any, g: GeoBox, bands: tuple[str, ...]) -> dict[st
         v = np.asarray(extra[f"sre_{b}"], dtype=np.float64)
         out[b] = v if cg is None or v.shape == tuple(g.shape) else regrid_nearest(v, cg, g)
     return out
-
-
-def _days(t: datetime) -> float:
-    """Days since 1970-01-01 UTC (naive means UTC), the unit of the composite's dates."""
-    aware = t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
-    return (aware - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds() / 86400.0
 
 
 def _composite_sre_age(composite: Any, g: GeoBox, today: float) -> np.ndarray | None:
