@@ -311,8 +311,6 @@ class Runner:
         self.ingest_settings = ingest
         self._ingestor: Any = None
         self._prepared = False
-        #: the ``runs`` row of the current ``run_once``/``watch`` (None outside them)
-        self.run_id: int | None = None
 
     # ---------------------------------------------------------------- messages
     def _say(self, text: str) -> None:
@@ -674,7 +672,6 @@ class Runner:
                 scheduler = h.scheduler_address
             link = h.dashboard_link
         run_id = self.db.start_run(self.worker, command, kind, scheduler=scheduler, dashboard_link=link)
-        self.run_id = run_id
         done = threading.Event()
 
         def beat() -> None:
@@ -691,7 +688,6 @@ class Runner:
         finally:
             done.set()
             beater.join()
-            self.run_id = None
             with contextlib.suppress(Exception):
                 self.db.finish_run(run_id)
 
