@@ -449,6 +449,12 @@ class RustacApi:
 # --------------------------------------------------------------------------- products
 
 
+#: Announced cloud cover of the five Slovenia products (2015-07-11, 07-31, 08-20, 08-30, 09-09).
+SLOVENIA_CLOUDS: tuple[float, ...] = (5.0, 60.0, 10.0, 95.0, 20.0)
+#: Collection of the L1C items the test catalogs hold.
+L1C_COLLECTION = "sentinel-2-l1c"
+
+
 @cache
 def slovenia_products() -> tuple[Path, list[Path], list[Path]]:
     """The five real-data Slovenia SAFE products (33TVL, 2015) and their zips, written once

@@ -12,6 +12,8 @@ from typing import Any
 import pystac
 import pytest
 from servers import (
+    L1C_COLLECTION,
+    SLOVENIA_CLOUDS,
     FileServer,
     RustacApi,
     renamed_item,
@@ -36,9 +38,8 @@ from l2a.config import RestoSource as RestoConfig
 from l2a.config import Site
 from l2a.config import StacApiSource as StacApiConfig
 
-#: announced cloud cover of the five Slovenia products (2015-07-11, 07-31, 08-20, 08-30, 09-09)
-CLOUDS = (5.0, 60.0, 10.0, 95.0, 20.0)
-COLLECTION = "sentinel-2-l1c"
+CLOUDS = SLOVENIA_CLOUDS
+COLLECTION = L1C_COLLECTION
 SITE = Site(name="slovenia", tiles=["33TVL"])
 FAST = DownloadSettings(max_attempts=2, backoff_s=0.0)
 

@@ -26,6 +26,8 @@ from typing import Any
 
 import pytest
 from servers import (
+    L1C_COLLECTION,
+    SLOVENIA_CLOUDS,
     FileServer,
     RustacApi,
     renamed_item,
@@ -39,9 +41,8 @@ from l2a.catalog.sources import Candidate, EodagSource, L1CSource, SourceError, 
 from l2a.config import EodagSource as EodagConfig
 from l2a.config import Site
 
-#: announced cloud cover of the five Slovenia products (2015-07-11, 07-31, 08-20, 08-30, 09-09)
-CLOUDS = (5.0, 60.0, 10.0, 95.0, 20.0)
-COLLECTION = "sentinel-2-l1c"
+CLOUDS = SLOVENIA_CLOUDS
+COLLECTION = L1C_COLLECTION
 SITE = Site(name="slovenia", tiles=["33TVL"])
 
 
