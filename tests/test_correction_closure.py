@@ -33,8 +33,11 @@ import pytest
 
 from l2a.testing.closure import (
     CLEAR_DATES,
+    MAX_MEAN_AOT_BIAS,
+    MIN_SHARE_IN_SPEC,
+    WIDE_AOTS,
     ClosedLoop,
-    aot_envelope,
+    aot_ok,
     closed_loop,
     given_aots,
     real_atmospheres,
@@ -42,17 +45,8 @@ from l2a.testing.closure import (
     sre_spec,
 )
 
-WIDE_AOTS = (0.05, 0.2, 0.4)  # a clear, a typical and a hazy day, one per clear date
 VISIBLE = ("B02", "B03", "B04")
 MIN_STD_REDUCTION = 0.30
-MAX_MEAN_AOT_BIAS = 0.02
-MIN_SHARE_IN_ENVELOPE = 0.95
-MIN_SHARE_IN_SPEC = 0.99
-
-
-def aot_ok(aot: np.ndarray, tau: float) -> bool:
-    err = np.asarray(aot) - tau
-    return abs(float(err.mean())) <= MAX_MEAN_AOT_BIAS and float(np.mean(np.abs(err) <= aot_envelope(tau))) >= MIN_SHARE_IN_ENVELOPE
 
 
 @pytest.fixture(scope="module")

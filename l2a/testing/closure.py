@@ -34,6 +34,15 @@ R1_BANDS: Final[tuple[str, ...]] = ("B02", "B03", "B04", "B08")
 SURFACE_BANDS: Final[tuple[str, ...]] = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
 
 
+#: AOTs at 550 nm given to the three clear dates in order: a clear, a typical and a hazy day.
+WIDE_AOTS: Final[tuple[float, ...]] = (0.05, 0.2, 0.4)
+#: Tolerances: scene-mean AOT bias, share of working pixels within :func:`aot_envelope`, share of
+#: visible 10 m pixels within :func:`sre_spec`.
+MAX_MEAN_AOT_BIAS: Final[float] = 0.02
+MIN_SHARE_IN_ENVELOPE: Final[float] = 0.95
+MIN_SHARE_IN_SPEC: Final[float] = 0.99
+
+
 def aot_envelope(tau: float) -> float:
     """Expected AOT error of a dark-target retrieval over land, ``0.05 + 0.15 tau`` (Levy et
     al. 2010, Atmos. Chem. Phys. 10:10399)."""
@@ -43,6 +52,17 @@ def aot_envelope(tau: float) -> float:
 def sre_spec(rho: np.ndarray) -> np.ndarray:
     """Sentinel-2 surface-reflectance accuracy requirement, ``0.005 + 5 %`` of the reflectance."""
     return 0.005 + 0.05 * np.abs(rho)
+
+
+def aot_share_in_envelope(aot: np.ndarray, tau: float) -> float:
+    """Share of the retrieved AOT field within :func:`aot_envelope` of the truth ``tau``."""
+    return float(np.mean(np.abs(np.asarray(aot) - tau) <= aot_envelope(tau)))
+
+
+def aot_ok(aot: np.ndarray, tau: float) -> bool:
+    """The retrieved AOT field passes: mean bias and share within the envelope."""
+    bias = abs(float(np.mean(np.asarray(aot) - tau)))
+    return bias <= MAX_MEAN_AOT_BIAS and aot_share_in_envelope(aot, tau) >= MIN_SHARE_IN_ENVELOPE
 
 
 @dataclasses.dataclass
