@@ -107,3 +107,33 @@ def test_toulouse_safe_detector_footprints(sample_path: Any, tmp_path: Path) -> 
     # a reflectance-less product on the same crop keeps the crop's grids (not the full tile)
     res2 = write_product(tmp_path / "nr", l1c=l1c, masks=masks, l2a=None)
     assert res2.file("CLM", "R1").shape == (30, 30) and res2.file("CLM", "R2").shape == (15, 15)
+
+
+def test_detector_footprints_across_the_tile_edge(sample_path: Any) -> None:
+    """A grid half outside the L1C tile: the footprints read inside, zero outside (boundless read);
+    the same grid moved inside the tile reads the same pixels with a plain window read."""
+    from affine import Affine
+    from odc.geo.geobox import GeoBox
+
+    from l2a.io import open_l1c
+    from l2a.io.muscate import GROUPS, detector_footprints
+
+    safe = sample_path("alcd_toulouse_T31TCJ/safe/S2A_MSIL1C_20240120T105341_N0510_R051_T31TCJ_20240120T125244.SAFE")
+    md = open_l1c(safe).metadata
+    crs = "EPSG:32631"
+    # the tile's 10 m grid: UL (300000, 4900020), 10980 px; the DETFOO rasters cover it whole
+    edge = GeoBox((20, 30), Affine(10, 0, 300000 - 150, 0, -10, 4900020 - 50000), crs)  # 15 columns west of the tile
+    inside = GeoBox((20, 15), Affine(10, 0, 300000, 0, -10, 4900020 - 50000), crs)
+    got, notes = detector_footprints(md, {"R1": edge}, 2048)
+    ref, _ = detector_footprints(md, {"R1": inside}, 2048)
+    assert not notes and got and set(got) == set(ref)
+    for key in got:
+        a, b = np.asarray(got[key][0]), np.asarray(ref[key][0])
+        assert a.shape == (20, 30)
+        assert not a[:, :15].any()  # outside the tile: no detector
+        np.testing.assert_array_equal(a[:, 15:], b)
+    bands = GROUPS["R1"][0]
+    with rasterio.open(md.footprints[bands[0]]) as r:
+        raw = r.read(1, window=rasterio.windows.Window(0, 5000, 15, 20))
+    d = int(next(iter(sorted(ref))).rsplit("-D", 1)[1])
+    np.testing.assert_array_equal(np.asarray(ref[f"DTF_R1-D{d:02d}"][0]) & 1, (raw == d).astype(np.uint8))

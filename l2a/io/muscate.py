@@ -341,17 +341,31 @@ def _gdal_path(path: str) -> str:
     return path
 
 
-def _read_window(path: str, g: GeoBox, r0: int, c0: int, h: int, w: int) -> np.ndarray:
-    import rasterio
+def _read_grid(src: Any, g: GeoBox, r0: int, c0: int, h: int, w: int, out_shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Band 1 of the open ``src`` over rows ``r0:r0+h``, cols ``c0:c0+w`` of grid ``g`` (same
+    CRS), nearest, 0 outside the source; at ``out_shape`` (default ``(h, w)``).
+
+    A window inside the source is a plain read; only one that crosses its edge goes through
+    rasterio's boundless read (a warped VRT: about twice the cost of a small read).
+    """
     from rasterio.enums import Resampling as R
     from rasterio.windows import from_bounds
 
     aff = g.affine
     left, top = aff.c + c0 * aff.a, aff.f + r0 * aff.e
     right, bottom = left + w * aff.a, top + h * aff.e
+    win = from_bounds(left, bottom, right, top, src.transform)
+    eps = 1e-6  # bounds arithmetic: a window on the source's edge may be off by a rounding error
+    inside = (win.col_off >= -eps and win.row_off >= -eps and win.col_off + win.width <= src.width + eps
+              and win.row_off + win.height <= src.height + eps)
+    return src.read(1, window=win, out_shape=out_shape or (h, w), resampling=R.nearest, boundless=not inside, fill_value=0)
+
+
+def _read_window(path: str, g: GeoBox, r0: int, c0: int, h: int, w: int) -> np.ndarray:
+    import rasterio
+
     with rasterio.open(path) as src:
-        win = from_bounds(left, bottom, right, top, src.transform)
-        return src.read(1, window=win, out_shape=(h, w), resampling=R.nearest, boundless=True, fill_value=0)
+        return _read_grid(src, g, r0, c0, h, w)
 
 
 def _lazy_raster(path: str, g: GeoBox, chunks: Any) -> Any:
@@ -374,6 +388,17 @@ def _lazy_raster(path: str, g: GeoBox, chunks: Any) -> Any:
     return da.map_blocks(block, chunks=(cy, cx), dtype=np.uint8, meta=np.zeros((0, 0), np.uint8))
 
 
+def _probe_footprint(path: str, g: GeoBox, step: int) -> np.ndarray:
+    """A detector footprint raster over grid ``g``, decimated by ``step`` (nearest)."""
+    import rasterio
+
+    rows, cols = int(g.shape[0]), int(g.shape[1])
+    with rasterio.open(path) as src:
+        if src.crs is not None and g.crs is not None and src.crs.to_epsg() != g.crs.epsg:
+            raise ValueError(f"CRS {src.crs} differs from the product's")
+        return _read_grid(src, g, 0, 0, rows, cols, (max(1, rows // step), max(1, cols // step)))
+
+
 def detector_footprints(md: L1CMetadata, grids: Mapping[str, GeoBox], chunks: Any = 2048) -> tuple[dict[str, tuple[Any, GeoBox]], list[str]]:
     """MUSCATE ``DTF_<group>-D<nn>`` masks from the L1C's raster detector footprints.
 
@@ -384,8 +409,6 @@ def detector_footprints(md: L1CMetadata, grids: Mapping[str, GeoBox], chunks: An
     and grid) and notes on what was skipped.
     """
     import rasterio
-    import rasterio.windows
-    from rasterio.enums import Resampling as R
 
     out: dict[str, tuple[Any, GeoBox]] = {}
     notes: list[str] = []
@@ -397,26 +420,18 @@ def detector_footprints(md: L1CMetadata, grids: Mapping[str, GeoBox], chunks: An
         if any(not p.lower().endswith((".jp2", ".tif", ".tiff")) for p in paths.values()):
             notes.append(f"DTF_{gname}: vector (GML) detector footprints are not converted")
             continue
-        seen: set[int] = set()
-        full: dict[str, np.ndarray] = {}  # whole-grid reads, kept when the probe read is one (small grids)
-        single = isinstance(chunks, int) and max(int(g.shape[0]), int(g.shape[1])) <= chunks
+        # detectors present inside the product grid, from a decimated read of its window; a small
+        # grid read whole at full resolution by that probe is kept, not read a second time
+        rows, cols = int(g.shape[0]), int(g.shape[1])
+        step = max(1, max(rows, cols) // 512)
+        single = step == 1 and isinstance(chunks, int) and max(rows, cols) <= chunks
         try:
-            for b, p in paths.items():
-                with rasterio.open(p) as src:
-                    if src.crs is not None and g.crs is not None and src.crs.to_epsg() != g.crs.epsg:
-                        raise ValueError(f"CRS {src.crs} differs from the product's")
-                    # detectors present inside the product grid, from a decimated read of its window
-                    step = max(1, max(int(g.shape[0]), int(g.shape[1])) // 512)
-                    left, bottom, right, top = (float(v) for v in g.boundingbox)
-                    win = rasterio.windows.from_bounds(left, bottom, right, top, src.transform)
-                    small = src.read(1, window=win, boundless=True, fill_value=0, resampling=R.nearest,
-                                     out_shape=(max(1, int(g.shape[0]) // step), max(1, int(g.shape[1]) // step)))
-                if step == 1 and single:  # the probe read the whole grid at full resolution: no second read
-                    full[b] = small.astype(np.uint8, copy=False)
-                seen |= {int(v) for v in np.unique(small) if v}
+            probes = {b: _probe_footprint(p, g, step) for b, p in paths.items()}
         except (rasterio.errors.RasterioIOError, ValueError) as exc:
             notes.append(f"DTF_{gname}: detector footprints unreadable ({exc})")
             continue
+        seen = {int(v) for a in probes.values() for v in np.unique(a) if v}
+        full = {b: a.astype(np.uint8, copy=False) for b, a in probes.items() if single}
         arrays: dict[str, Any] = {b: full[b] if b in full else _lazy_raster(p, g, chunks) for b, p in paths.items()}
         for d in sorted(seen):
             bits = None
