@@ -228,3 +228,109 @@ def test_single_tile_image_has_no_overviews(tmp_path: Path) -> None:
     assert validate_cog(p) == (True, [], [])
     with rasterio.open(p) as r:
         assert r.overviews(1) == [] and r.block_shapes == [(512, 512)]
+
+
+def test_io_pool_threads_are_reused_and_nest_without_deadlock(tmp_path: Path) -> None:
+    """run_threaded takes threads from one process-wide pool (their GDAL set-up is kept between
+    calls), runs inline when called from one of them, and raises the first error."""
+    import threading
+
+    from l2a.io.cog import io_pool, run_threaded, submit_io
+
+    def threads_of_a_call() -> set[str]:
+        names: set[str] = set()
+
+        def read(k: int) -> None:
+            with rasterio.open(tmp_path / "a.tif") as r:
+                r.read(1)
+            names.add(threading.current_thread().name)
+
+        run_threaded(read, 40, 2)
+        return names
+
+    write_cog(np.arange(64, dtype=np.int16).reshape(8, 8), GeoBox((8, 8), Affine(10, 0, 0, 0, -10, 0), "EPSG:32631"), tmp_path / "a.tif")
+    first, second = threads_of_a_call(), threads_of_a_call()
+    pooled = {n for n in first | second if n.startswith("l2a-io")}
+    assert pooled and len(pooled) <= 2  # the same pool thread(s) served both calls
+    assert threading.current_thread().name in first | second  # the caller takes part
+    assert io_pool() is io_pool()
+
+    # from a pool thread: inline, on that thread (a pool task never waits for the pool)
+    def nested() -> set[str]:
+        seen: set[str] = set()
+        run_threaded(lambda k: seen.add(threading.current_thread().name), 10, 2)
+        return seen
+
+    on = submit_io(nested).result(timeout=30)
+    assert len(on) == 1 and next(iter(on)).startswith("l2a-io")
+
+    def fail(k: int) -> None:
+        if k == 3:
+            raise ValueError("item 3")
+
+    with pytest.raises(ValueError, match="item 3"):
+        run_threaded(fail, 10, 2)
+
+
+def test_io_pool_in_a_forked_child(tmp_path: Path) -> None:
+    """A child forked after the pool started gets a pool of its own (the parent's threads do not
+    exist there): its writes finish instead of waiting forever."""
+    import multiprocessing as mp
+
+    from l2a.io.cog import io_pool
+
+    io_pool().submit(lambda: None).result()
+    ctx = mp.get_context("fork")
+    p = ctx.Process(target=_write_in_child, args=(str(tmp_path / "child.tif"),))
+    p.start()
+    p.join(30)
+    if p.is_alive():
+        p.kill()
+    assert p.exitcode == 0
+    with rasterio.open(tmp_path / "child.tif") as r:
+        assert r.read(1).sum() == 64 * 63 // 2
+
+
+def _write_in_child(path: str) -> None:
+    g = GeoBox((8, 8), Affine(10, 0, 0, 0, -10, 0), "EPSG:32631")
+    a = np.arange(64, dtype=np.int16).reshape(8, 8)
+    write_cogs([CogJob(Path(path), a, g), CogJob(Path(path + ".2.tif"), a, g)], CogSettings(max_workers=2))
+
+
+@pytest.mark.parametrize("joint_bytes", [0, 64 * 1024 * 1024], ids=["staged", "from-memory"])
+def test_check_and_computed_hooks(tmp_path: Path, joint_bytes: int) -> None:
+    """``check(k, path)`` sees every finished COG before it is renamed into place (the bytes
+    that end there), on both paths; ``computed`` gets the in-memory arrays (small sets only);
+    an error in ``check`` leaves nothing."""
+    import hashlib
+
+    rng = np.random.default_rng(5)
+    arrays = [rng.integers(0, 9000, GB.shape, dtype=np.int16) for _ in range(3)]
+    jobs = [CogJob(tmp_path / f"{k}.tif", da.from_array(a, chunks=512), GB, -10000, "average") for k, a in enumerate(arrays)]
+    seen: dict[int, str] = {}
+    held: dict[int, np.ndarray] = {}
+
+    def check(k: int, path: Path) -> None:
+        assert path != jobs[k].path and not jobs[k].path.exists()  # its temporary name, not yet in place
+        with rasterio.open(path) as r:
+            np.testing.assert_array_equal(r.read(1), arrays[k])
+        seen[k] = hashlib.sha256(path.read_bytes()).hexdigest()
+
+    settings = CogSettings(joint_compute_bytes=joint_bytes)
+    write_cogs(jobs, settings, check=check, computed=lambda k, a: held.setdefault(k, a))
+    assert seen == {k: hashlib.sha256(j.path.read_bytes()).hexdigest() for k, j in enumerate(jobs)}
+    if joint_bytes:
+        assert sorted(held) == [0, 1, 2] and all((held[k][0] == arrays[k]).all() for k in held)
+    else:
+        assert held == {}
+
+    def reject(k: int, path: Path) -> None:
+        if k == 1:
+            raise RuntimeError("file 1 rejected")
+
+    out = tmp_path / "again"
+    out.mkdir()
+    jobs = [CogJob(out / f"{k}.tif", a, GB, -10000, "average") for k, a in enumerate(arrays)]
+    with pytest.raises(RuntimeError, match="file 1 rejected"):
+        write_cogs(jobs, settings, check=reject)
+    assert list(out.iterdir()) == []

@@ -301,6 +301,55 @@ def test_quicklook_has_outlines(product: Any) -> None:
     assert green.sum() > 50
 
 
+def test_outline_is_the_erosion_border() -> None:
+    """The quicklook's outlines: exactly the pixels scipy's binary erosion (cross, edge inside) removes."""
+    from scipy import ndimage as ndi
+
+    from l2a.io.muscate import _outline
+
+    rng = np.random.default_rng(7)
+    for shape, p in [((37, 53), 0.5), ((64, 64), 0.9), ((1, 9), 0.7), ((9, 1), 0.7), ((20, 30), 0.0), ((20, 30), 1.0)]:
+        m = rng.random(shape) < p
+        np.testing.assert_array_equal(_outline(m), m & ~ndi.binary_erosion(m, border_value=1))
+    blob = np.zeros((9, 9), bool)
+    blob[2:7, 2:7] = True
+    assert _outline(blob).sum() == 16 and not _outline(blob)[3:6, 3:6].any()
+
+
+@pytest.mark.parametrize("reflectance", [True, False])
+def test_quicklook_from_the_written_arrays(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reflectance: bool) -> None:
+    """A full-resolution quicklook is drawn from the arrays write_cogs held, not read back from
+    the files: write_product hands it the five R1 layers, and the image equals the one drawn
+    from the files."""
+    import l2a.io.muscate as m
+
+    seen: list[tuple[set[str], np.ndarray, np.ndarray]] = []
+    real = m.render_quicklook
+
+    def spy(folder: Path, name: str, info: Any, settings: Any = m.DEFAULT_PACKAGE, layers: Any = None) -> np.ndarray:
+        img = real(folder, name, info, settings, layers)
+        seen.append((set(layers or {}), img, real(folder, name, info, settings)))
+        return img
+
+    monkeypatch.setattr(m, "render_quicklook", spy)
+    settings = PackageSettings(quicklook_size=max(R1_SHAPE), max_cloud_cover=100.0 if reflectance else 5.0)
+    write_product(tmp_path, **make_inputs(), settings=settings)
+    (keys, held, files), = seen
+    assert keys == ({"B04", "B03", "B02", "CLM", "MG2"} if reflectance else {"CLM", "MG2"})
+    assert held.shape == (*R1_SHAPE, 3)
+    np.testing.assert_array_equal(held, files)
+    assert (held == m.QKL_COLOURS["cloud"]).all(-1).sum() > 50
+    if reflectance:  # away from the outlines: SRE scaled to 0..255 at 0.25, no-data black
+        res = read_product(next(tmp_path.iterdir()), checksums=False)
+        for i, b in enumerate(("B04", "B03", "B02")):
+            v = _read(res.path / res.file("SRE", band=b).path)[0].astype(np.float32)
+            v[v == -10000] = 0
+            want = (np.clip(v / 10000 / 0.25, 0, 1) * 255 + 0.5).astype(np.uint8)
+            plain = ~np.any([(held == c).all(-1) for c in m.QKL_COLOURS.values()], axis=0)
+            assert plain.mean() > 0.5 and (v == 0).any() and (want > 200).any()
+            np.testing.assert_array_equal(held[..., i][plain], want[plain])
+
+
 def test_reflectance_less_product(tmp_path: Path) -> None:
     inputs = make_inputs()
     res = write_product(tmp_path, **inputs, settings=replace(FAST, max_cloud_cover=5.0))
@@ -328,20 +377,26 @@ def test_failure_leaves_nothing(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("how", ["layout", "rio-cogeo"])
-def test_verification_rejects_a_plain_geotiff(tmp_path: Path, how: str) -> None:
-    """A raster that is not a COG (here one band rewritten as a plain striped GeoTIFF between
-    writing and verification) fails the product, named, and nothing is left."""
+def test_verification_rejects_a_plain_geotiff(tmp_path: Path, how: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A raster that is not a COG (here one band rewritten as a plain striped GeoTIFF right after
+    GDAL wrote it, before the check that opens it again) fails the product, named, and nothing
+    is left."""
     import rasterio.shutil
 
-    def swap(stage: str, folder: Path) -> None:
-        if stage == "rasters":
-            victim = next(folder.glob("*_SRE_B4.tif"))
-            plain = victim.with_suffix(".plain.tif")
-            rasterio.shutil.copy(victim, plain, driver="GTiff")
-            plain.replace(victim)
+    import l2a.io.cog as cog
 
+    real = cog._write_direct
+
+    def write_then_swap(dst: Path, *a: Any, **k: Any) -> None:
+        real(dst, *a, **k)
+        if "_SRE_B4" in dst.name:
+            plain = dst.with_suffix(".plain.tif")
+            rasterio.shutil.copy(dst, plain, driver="GTiff")
+            plain.replace(dst)
+
+    monkeypatch.setattr(cog, "_write_direct", write_then_swap)
     with pytest.raises(RuntimeError, match=r"SRE_B4\.tif: not (laid out by GDAL's COG driver|a valid COG)"):
-        write_product(tmp_path, **make_inputs(), settings=replace(FAST, cog_validation=how), _hook=swap)
+        write_product(tmp_path, **make_inputs(), settings=replace(FAST, cog_validation=how))
     assert list(tmp_path.iterdir()) == []
 
 

@@ -140,7 +140,7 @@ def test_disk_full_stops_cleanly(tmp_path: Path, slovenia: list[Path], monkeypat
 
     real = muscate.write_cogs
 
-    def full(jobs: Any, settings: Any = None) -> Any:
+    def full(jobs: Any, settings: Any = None, **kw: Any) -> Any:
         first = jobs[0]
         Path(first.path).write_bytes(b"\0" * 1024)  # something was written before the disk filled
         raise OSError(errno.ENOSPC, "No space left on device", str(first.path))

@@ -34,6 +34,7 @@ whole or absent. Cost and settings of the COG encoding: :mod:`l2a.io.cog` (``Pac
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import re
@@ -41,7 +42,6 @@ import shutil
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -757,41 +757,56 @@ def write_product(
             data = regrid_nearest(arr.data, src, grids[gname]) if src is not None else arr.data
             add(f"MASKS/{name}_{key}.tif", data, grids[gname], key.split("_")[0], gname)
 
-        write_cogs(jobs, settings.cog)
+        # the quicklook's layers as write_cogs holds them (small products): not read back
+        wanted = {f"{name}_SRE_{BY_NAME[b].muscate_name}.tif": b for b in ("B04", "B03", "B02")}
+        wanted |= {f"MASKS/{name}_{k}_R1.tif": k for k in ("CLM", "MG2")}
+        layers: dict[str, np.ndarray] = {}
+
+        def keep(k: int, a: np.ndarray) -> None:
+            if meta[k]["path"] in wanted:
+                layers[wanted[meta[k]["path"]]] = a[0]
+
+        # each raster is opened again, checked and hashed on its writing thread as soon as GDAL
+        # has finished it, while the other thread is still encoding
+        checked: list[ProductFile | None] = [None] * len(meta)
+
+        def check(k: int, path: Path) -> None:
+            checked[k], problems = _verify_file(path, meta[k], settings.verify, settings)
+            if problems:
+                raise RuntimeError("product verification failed: " + "; ".join(problems))
+
+        write_cogs(jobs, settings.cog, computed=keep if quicklook is None else None, check=check)
         if _hook is not None:
             _hook("rasters", tmp)
 
-        # the rasters are verified and hashed in the background while the quicklook and the
-        # metadata are made (the two cores of a small machine both busy); both end before the
-        # folder is renamed or removed (leaving the executor waits for the running check)
         n_rasters = len(meta)
-        with ThreadPoolExecutor(1, thread_name_prefix="verify") as pool:
-            rasters_checked = pool.submit(_verify_and_hash, tmp, meta[:n_rasters], settings.verify,
-                                          settings.cog.max_workers, settings)
-            view_z, view_a, per_band = _mean_view(md, written_bands or MUSCATE_BANDS)
-            info = ProductInfo(
-                name=name, platform=md.platform, tile_id=md.tile_id or _tile_from_l2a(l2a, masks),
-                sensing_time=md.sensing_time.astimezone(UTC) if md.sensing_time.tzinfo else md.sensing_time.replace(tzinfo=UTC),
-                processing_time=(processing_time or datetime.now(UTC)).astimezone(UTC), epsg=int(epsg),
-                grids={k: (tuple(int(x) for x in g.shape), tuple(float(x) for x in tuple(g.affine)[:6])) for k, g in grids.items()},  # type: ignore[misc]
-                covers=covers, sun_zenith=float(md.mean_sun_zenith), sun_azimuth=float(md.mean_sun_azimuth),
-                view_zenith=view_z, view_azimuth=view_a, view_by_band=per_band, relative_orbit=md.relative_orbit,
-                baseline=md.baseline, l1c_id=md.product_id, l1c_source=str(md.source), version=settings.version,
-                reflectance=bool(written_bands), mode=str(masks.attrs.get("mode", "")),
-                aot_mean=_attr_float(l2a, "aot_mean"), water_vapour_mean=_attr_float(l2a, "water_vapour_mean"),
-                bands=tuple(b for b in MUSCATE_BANDS if b in written_bands), has_fre=has_fre, notes=tuple(notes),
-            )
-            # quicklook and metadata
-            qkl = tmp / f"{name}_QKL_ALL.jpg"
-            img = quicklook if quicklook is not None else render_quicklook(tmp, name, info, settings)
-            _write_jpeg(img, qkl, settings.quicklook_quality)
-            meta.append({"path": qkl.name, "kind": "QKL"})
-            mtd = tmp / f"{name}_MTD_ALL.xml"
-            write_mtd(mtd, info, [m["path"] for m in meta], producer=settings.producer)
-            meta.append({"path": mtd.name, "kind": "MTD"})
-            if _hook is not None:
-                _hook("metadata", tmp)
-            files = rasters_checked.result() + _verify_and_hash(tmp, meta[n_rasters:], settings.verify, 1, settings)
+        view_z, view_a, per_band = _mean_view(md, written_bands or MUSCATE_BANDS)
+        info = ProductInfo(
+            name=name, platform=md.platform, tile_id=md.tile_id or _tile_from_l2a(l2a, masks),
+            sensing_time=md.sensing_time.astimezone(UTC) if md.sensing_time.tzinfo else md.sensing_time.replace(tzinfo=UTC),
+            processing_time=(processing_time or datetime.now(UTC)).astimezone(UTC), epsg=int(epsg),
+            grids={k: (tuple(int(x) for x in g.shape), tuple(float(x) for x in tuple(g.affine)[:6])) for k, g in grids.items()},  # type: ignore[misc]
+            covers=covers, sun_zenith=float(md.mean_sun_zenith), sun_azimuth=float(md.mean_sun_azimuth),
+            view_zenith=view_z, view_azimuth=view_a, view_by_band=per_band, relative_orbit=md.relative_orbit,
+            baseline=md.baseline, l1c_id=md.product_id, l1c_source=str(md.source), version=settings.version,
+            reflectance=bool(written_bands), mode=str(masks.attrs.get("mode", "")),
+            aot_mean=_attr_float(l2a, "aot_mean"), water_vapour_mean=_attr_float(l2a, "water_vapour_mean"),
+            bands=tuple(b for b in MUSCATE_BANDS if b in written_bands), has_fre=has_fre, notes=tuple(notes),
+        )
+        # quicklook and metadata
+        qkl = tmp / f"{name}_QKL_ALL.jpg"
+        img = quicklook if quicklook is not None else render_quicklook(tmp, name, info, settings, layers)
+        _write_jpeg(img, qkl, settings.quicklook_quality)
+        meta.append({"path": qkl.name, "kind": "QKL"})
+        mtd = tmp / f"{name}_MTD_ALL.xml"
+        write_mtd(mtd, info, [m["path"] for m in meta], producer=settings.producer)
+        meta.append({"path": mtd.name, "kind": "MTD"})
+        if _hook is not None:
+            _hook("metadata", tmp)
+        rasters = tuple(f for f in checked if f is not None)
+        if len(rasters) != n_rasters:  # write_cogs checks every file it writes
+            raise RuntimeError(f"product verification failed: {n_rasters - len(rasters)} rasters were not checked")
+        files = rasters + _verify_and_hash(tmp, meta[n_rasters:], settings.verify, 1, settings)
         if _hook is not None:
             _hook("verified", tmp)
         _move_into_place(tmp, final)
@@ -845,12 +860,12 @@ def _cog_layout_problems(r: Any, rel: str, settings: PackageSettings) -> list[st
     return problems
 
 
-def _verify_one(root: Path, m: Mapping[str, Any], verify: bool, settings: PackageSettings = DEFAULT_PACKAGE) -> tuple[ProductFile, list[str]]:
-    """Check one written file (grid, dtype, COG layout, readability) and hash it."""
+def _verify_file(p: Path, m: Mapping[str, Any], verify: bool, settings: PackageSettings = DEFAULT_PACKAGE) -> tuple[ProductFile, list[str]]:
+    """Check one written file ``p`` (grid, dtype, COG layout, readability) and hash it; ``m``
+    describes it (``m["path"]``: its path in the product, used in the problems)."""
     import rasterio
 
     problems: list[str] = []
-    p = root / m["path"]
     kw: dict[str, Any] = {}
     if p.suffix == ".tif":
         g: GeoBox = m["grid"]
@@ -887,7 +902,7 @@ def _verify_and_hash(root: Path, meta: list[dict[str, Any]], verify: bool, worke
     done: list[tuple[ProductFile, list[str]] | None] = [None] * len(meta)
 
     def one(k: int) -> None:
-        done[k] = _verify_one(root, meta[k], verify, settings)
+        done[k] = _verify_file(root / meta[k]["path"], meta[k], verify, settings)
 
     run_threaded(one, len(meta), workers)
     problems = [x for d in done if d is not None for x in d[1]]
@@ -927,18 +942,39 @@ QKL_COLOURS: Final[dict[str, tuple[int, int, int]]] = {
 
 
 def _outline(mask: np.ndarray) -> np.ndarray:
-    from scipy import ndimage as ndi
+    """Pixels of ``mask`` with a 4-neighbour outside it (the image edge counts as inside).
 
-    if not mask.any():
-        return np.zeros_like(mask, dtype=bool)
-    return mask & ~ndi.binary_erosion(mask, border_value=1)
+    The same as ``mask & ~scipy.ndimage.binary_erosion(mask, border_value=1)`` (the default
+    cross structure), as four shifted ANDs: 13 times faster on a 0.9 Mpx mask (0.3 ms against
+    4 ms), which a small product's quicklook pays for each of its four outlines.
+    """
+    inner = mask.copy()
+    inner[1:] &= mask[:-1]
+    inner[:-1] &= mask[1:]
+    inner[:, 1:] &= mask[:, :-1]
+    inner[:, :-1] &= mask[:, 1:]
+    return mask & ~inner
 
 
-def render_quicklook(folder: Path, name: str, info: ProductInfo, settings: PackageSettings = DEFAULT_PACKAGE) -> np.ndarray:
+@functools.lru_cache(maxsize=4)
+def _quicklook_lut(max_reflectance: float) -> np.ndarray:
+    """Quicklook grey level of every int16 SRE value (index = value + 32768): reflectance scaled
+    to 0..255 at ``max_reflectance``, no-data black. A look-up per pixel instead of float
+    arithmetic on the whole image."""
+    v = np.arange(-32768, 32768, dtype=np.int32).astype(np.float32)
+    v[v == REFLECTANCE_NODATA] = 0
+    return (np.clip(v / REFLECTANCE_SCALE / max_reflectance, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def render_quicklook(folder: Path, name: str, info: ProductInfo, settings: PackageSettings = DEFAULT_PACKAGE,
+                     layers: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
     """RGB uint8 quicklook from the product's SRE B4/B3/B2 and R1 masks (read through overviews).
 
     Without reflectance, a grey background with the clouds in white. Outlines: clouds green,
-    snow pink, water blue, cloud shadows yellow.
+    snow pink, water blue, cloud shadows yellow. ``layers`` (``"B04"``, ``"B03"``, ``"B02"``,
+    ``"CLM"``, ``"MG2"``: the R1 rasters as written) are used instead of reading the files
+    when the quicklook is at full resolution (no larger than ``quicklook_size``); the image is
+    the same.
     """
     import rasterio
     from rasterio.enums import Resampling as R
@@ -947,26 +983,27 @@ def render_quicklook(folder: Path, name: str, info: ProductInfo, settings: Packa
     grp = "R1" if "R1" in info.grids else next(iter(info.grids))
     step = max(1.0, max(shape) / settings.quicklook_size)
     out_shape = (max(1, round(shape[0] / step)), max(1, round(shape[1] / step)))
+    held = dict(layers or {}) if grp == "R1" and out_shape == tuple(shape) else {}
 
-    def read(p: Path, resampling: R) -> np.ndarray:
+    def read(key: str, p: Path, resampling: R) -> np.ndarray:
+        if key in held and held[key].shape == out_shape:
+            return held[key]
         with rasterio.open(p) as r:
             return r.read(1, out_shape=out_shape, resampling=resampling)
 
+    clm = read("CLM", folder / "MASKS" / f"{name}_CLM_{grp}.tif", R.nearest)
     if info.reflectance and all(b in info.bands for b in ("B04", "B03", "B02")):
-        rgb = []
-        for b in ("B04", "B03", "B02"):
-            v = read(folder / f"{name}_SRE_{BY_NAME[b].muscate_name}.tif", R.average).astype(np.float32)
-            v[v == REFLECTANCE_NODATA] = 0
-            rgb.append(v / REFLECTANCE_SCALE)
-        img = (np.clip(np.stack(rgb, -1) / settings.quicklook_max_reflectance, 0, 1) * 255 + 0.5).astype(np.uint8)
-        clm = read(folder / "MASKS" / f"{name}_CLM_{grp}.tif", R.nearest)
+        lut = _quicklook_lut(settings.quicklook_max_reflectance)
+        img = np.empty((*out_shape, 3), np.uint8)
+        for i, b in enumerate(("B04", "B03", "B02")):
+            v = read(b, folder / f"{name}_SRE_{BY_NAME[b].muscate_name}.tif", R.average).astype(np.int16, copy=False)
+            img[..., i] = lut[v.view(np.uint16) ^ np.uint16(0x8000)]  # int16 -> 0..65535 in value order
     else:
-        clm = read(folder / "MASKS" / f"{name}_CLM_{grp}.tif", R.nearest)
         img = np.full((*out_shape, 3), 96, np.uint8)
         img[(clm & 0b10) != 0] = 255
-    mg2 = read(folder / "MASKS" / f"{name}_MG2_{grp}.tif", R.nearest)
-    layers = {"water": (mg2 & 1) != 0, "snow": (mg2 & 4) != 0, "cloud_shadow": (mg2 & 8) != 0, "cloud": (clm & 2) != 0}
-    for key, m in layers.items():
+    mg2 = read("MG2", folder / "MASKS" / f"{name}_MG2_{grp}.tif", R.nearest)
+    outlines = {"water": (mg2 & 1) != 0, "snow": (mg2 & 4) != 0, "cloud_shadow": (mg2 & 8) != 0, "cloud": (clm & 2) != 0}
+    for key, m in outlines.items():
         img[_outline(m)] = QKL_COLOURS[key]
     return img
 
