@@ -11,7 +11,8 @@ Three measurements (targets of issue 5):
    TOA read, computed in memory too). Overhead = run time - science time. Products: the
    Betsiboka crop of the demo (about 950 x 950 px at 10 m), a crop four times larger (about
    1900 x 1900 px: per-file costs weigh less) and one Slovenia date (102 x 102 px).
-   The packaging time is also split (rasters, detector footprints, quicklook, verification).
+   The packaging time is also split (rasters with their checks and hashes, detector footprints,
+   quicklook, metadata, the check of the quicklook and metadata).
 2. **Ingest + planning of 1,000 inbox products** (target < 30 s): re-stamped copies of a real
    SAFE (``tests/servers.py:clone_safe_zip``, 3 tiles, a date every 5 days), ``light``
    validation, a fresh SQLite database; then one planning pass.
@@ -107,8 +108,8 @@ def _timed_steps() -> Iterator[dict[str, float]]:
     """Seconds spent in the main steps of ``write_product`` (wrapped while the block runs)."""
     import l2a.io.muscate as m
 
-    names = {"write_cogs": "rasters", "detector_footprints": "DTF reads", "render_quicklook": "quicklook",
-             "write_mtd": "MTD", "_verify_and_hash": "verify + SHA-256"}
+    names = {"write_cogs": "rasters (encoded, checked, hashed)", "detector_footprints": "DTF reads", "render_quicklook": "quicklook",
+             "write_mtd": "MTD", "_verify_and_hash": "verify + SHA-256 of QKL, MTD"}
     acc: dict[str, float] = dict.fromkeys(names.values(), 0.0)
     saved = {n: getattr(m, n) for n in names}
 
@@ -168,6 +169,7 @@ def overhead(tmp: Path) -> None:
         safe = betsiboka_safe(tmp / f"l1c-{crop[2]}", crop)
         products.insert(len(products) - 1, (described(name, safe), safe, "38LPH"))
     for i, (label, safe, tile) in enumerate(products):
+        # the demo crop's product (out-0/pack) is one of the compression inputs
         _t_chain, t_pack, t_sci = _science_and_packaging(safe, tmp / f"out-{i}")
         runs = [_production_run(safe, tile, tmp / f"site-{i}-{k}") for k in range(REPEAT)]
         wall, timings = min(runs, key=lambda r: r[0])
@@ -256,7 +258,7 @@ def _real_pixels(tmp: Path) -> list[tuple[str, list[tuple[Any, Any]]]]:
             dn = r.read(1)
             gb = GeoBox(dn.shape, r.transform, f"EPSG:{r.crs.to_epsg()}")
         sets.append((f"real B01 band {dn.shape[0]} x {dn.shape[1]}", [(np.minimum(dn, 32767).astype(np.int16), gb)]))
-    demo = sorted((tmp / "out-38LPH" / "pack").glob("*/*_[SF]RE_B*.tif"))
+    demo = sorted((tmp / "out-0" / "pack").glob("*/*_[SF]RE_B*.tif"))  # written by overhead()
     arrays = []
     for f in demo:
         with rasterio.open(f) as r:
