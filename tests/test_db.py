@@ -341,6 +341,24 @@ def test_priority_and_stale_jobs(db: Database) -> None:
     assert again is not None and again.id == urgent.id and again.attempts == 2
 
 
+def test_finish_job_records_the_composite_in_the_same_transaction(db: Database) -> None:
+    """The runner's last step: job done and the tile's composite after the product's own date
+    (as stored), together; a job that is not running records neither."""
+    p, _ = db.register_product(_name("31TCJ", T0), source="s")
+    db.enqueue_job(p.id, JobMode.INIT)
+    job = db.claim_next_job("w")
+    assert job is not None
+    db.finish_job(job.id, output_path="/products/x", composite_path="/c/1.nc")
+    c = db.latest_composite("31TCJ")
+    assert c is not None and c.path == "/c/1.nc" and c.job_id == job.id
+    assert c.date == db.get_product(p.id).sensing_time  # type: ignore[union-attr]
+    assert db.get_product(p.id).state == ProductState.DONE  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="not running"):
+        db.finish_job(job.id, composite_path="/c/other.nc")
+    c = db.latest_composite("31TCJ")
+    assert c is not None and c.path == "/c/1.nc"
+
+
 def test_composites_published_items_downloads(db: Database) -> None:
     p, _ = db.register_product(_name("31TCJ", T0), source="s")
     job = db.enqueue_job(p.id, JobMode.INIT)

@@ -569,8 +569,14 @@ class Database:
         with self.session() as s:
             s.execute(update(Job).where(Job.id == job_id).values(heartbeat_at=utcnow()))
 
-    def finish_job(self, job_id: int, *, output_path: str | None = None) -> Job:
-        """Mark a running job done (and its product)."""
+    def finish_job(
+        self, job_id: int, *, output_path: str | None = None, composite_path: str | None = None
+    ) -> Job:
+        """Mark a running job done (and its product).
+
+        With ``composite_path``, the tile's composite after the product's date is recorded in
+        the same transaction (:meth:`record_composite`): a crash leaves both or neither.
+        """
         with self.session() as s:
             job = self._running(s, job_id)
             now = utcnow()
@@ -583,6 +589,10 @@ class Database:
             if product is not None and product.state != ProductState.SUPERSEDED:
                 product.state = ProductState.DONE
                 product.error = None
+            if composite_path is not None:
+                if product is None:
+                    raise LookupError(f"job {job_id}: its product {job.product_id} is gone (no date for the composite)")
+                self._put_composite(s, job.tile, product.sensing_time, composite_path, job.id)
             return job
 
     def fail_job(
@@ -671,14 +681,18 @@ class Database:
     ) -> Composite:
         """Record (or replace) a tile's composite state after ``date``."""
         with self.session() as s:
-            row = s.scalar(select(Composite).where(Composite.tile == tile, Composite.date == date))
-            if row is None:
-                row = Composite(tile=tile, date=date, path=path, job_id=job_id)
-                s.add(row)
-            else:
-                row.path, row.job_id, row.created_at = path, job_id, utcnow()
-            s.flush()
-            return row
+            return self._put_composite(s, tile, date, path, job_id)
+
+    @staticmethod
+    def _put_composite(s: Session, tile: str, date: datetime, path: str, job_id: int | None) -> Composite:
+        row = s.scalar(select(Composite).where(Composite.tile == tile, Composite.date == date))
+        if row is None:
+            row = Composite(tile=tile, date=date, path=path, job_id=job_id)
+            s.add(row)
+        else:
+            row.path, row.job_id, row.created_at = path, job_id, utcnow()
+        s.flush()
+        return row
 
     def latest_composite(self, tile: str, before: datetime | None = None) -> Composite | None:
         """The tile's last composite (strictly before ``before`` when given)."""

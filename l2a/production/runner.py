@@ -476,15 +476,9 @@ class Runner:
             kill_point("publish:recorded")
         summary.add_time("publish", time.perf_counter() - t0)
         t0 = time.perf_counter()
-        sensing = result.sensing_time
-        self.db.record_composite(spec.tile, self._product_time(spec.product_id, sensing), str(result.composite_path), job_id)
-        self.db.finish_job(job_id, output_path=str(result.product.path))
+        self.db.finish_job(job_id, output_path=str(result.product.path), composite_path=str(result.composite_path))
         summary.add_time("database", time.perf_counter() - t0)
         summary.done.append(result.product.name)
-
-    def _product_time(self, product_id: int, default: datetime) -> datetime:
-        p = self.db.get_product(product_id)
-        return p.sensing_time if p is not None else default
 
     def fail(self, job_id: int, spec: JobSpec, exc: BaseException, summary: RunSummary) -> bool:
         """Record a failure; returns True when the run must stop (output problem)."""
