@@ -109,7 +109,7 @@ def _timed_steps() -> Iterator[dict[str, float]]:
     import l2a.io.muscate as m
 
     names = {"write_cogs": "rasters (encoded, checked, hashed)", "detector_footprints": "DTF reads", "render_quicklook": "quicklook",
-             "write_mtd": "MTD", "_verify_and_hash": "verify + SHA-256 of QKL, MTD"}
+             "write_mtd": "MTD", "_checked": "checks + SHA-256 of every file (summed over threads)"}
     acc: dict[str, float] = dict.fromkeys(names.values(), 0.0)
     saved = {n: getattr(m, n) for n in names}
 

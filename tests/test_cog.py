@@ -235,7 +235,7 @@ def test_io_pool_threads_are_reused_and_nest_without_deadlock(tmp_path: Path) ->
     calls), runs inline when called from one of them, and raises the first error."""
     import threading
 
-    from l2a.io.cog import io_pool, run_threaded, submit_io
+    from l2a.io.cog import io_pool, run_threaded
 
     def threads_of_a_call() -> set[str]:
         names: set[str] = set()
@@ -261,7 +261,7 @@ def test_io_pool_threads_are_reused_and_nest_without_deadlock(tmp_path: Path) ->
         run_threaded(lambda k: seen.add(threading.current_thread().name), 10, 2)
         return seen
 
-    on = submit_io(nested).result(timeout=30)
+    on = io_pool().submit(nested).result(timeout=30)
     assert len(on) == 1 and next(iter(on)).startswith("l2a-io")
 
     def fail(k: int) -> None:

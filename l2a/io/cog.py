@@ -33,7 +33,7 @@ import os
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -395,11 +395,6 @@ def _on_io_thread() -> bool:
     return hasattr(_io_thread, "env")
 
 
-def submit_io(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
-    """Run ``fn(*args, **kwargs)`` on the shared I/O pool (:func:`io_pool`)."""
-    return io_pool().submit(fn, *args, **kwargs)
-
-
 def run_threaded(fn: Callable[[int], Any], n: int, workers: int, **gdal_env: Any) -> None:
     """``fn(k)`` for every ``k < n`` on ``workers`` threads, each inside ONE ``rasterio.Env``.
 
@@ -432,7 +427,8 @@ def run_threaded(fn: Callable[[int], Any], n: int, workers: int, **gdal_env: Any
                     failed.set()
                     raise
 
-    futures = [submit_io(worker) for _ in range(workers - 1)]
+    pool = io_pool()
+    futures = [pool.submit(worker) for _ in range(workers - 1)]
     try:
         worker()
     finally:

@@ -55,7 +55,7 @@ from odc.geo.geobox import GeoBox
 
 from l2a._version import __version__
 from l2a.errors import InputError
-from l2a.io.cog import CogJob, CogSettings, overview_factors, run_threaded, validate_cog, write_cogs
+from l2a.io.cog import CogJob, CogSettings, overview_factors, validate_cog, write_cogs
 from l2a.io.l1c import L1CMetadata
 from l2a.sensors.sentinel2 import BY_NAME, MUSCATE_BANDS, MUSCATE_R1, MUSCATE_R2
 
@@ -757,10 +757,12 @@ def write_product(
             data = regrid_nearest(arr.data, src, grids[gname]) if src is not None else arr.data
             add(f"MASKS/{name}_{key}.tif", data, grids[gname], key.split("_")[0], gname)
 
-        # the quicklook's layers as write_cogs holds them (small products): not read back
+        # the quicklook's layers as write_cogs holds them (small products): not read back. Kept
+        # only when the quicklook is drawn at full resolution (larger ones read the overviews)
         wanted = {f"{name}_SRE_{BY_NAME[b].muscate_name}.tif": b for b in ("B04", "B03", "B02")}
         wanted |= {f"MASKS/{name}_{k}_R1.tif": k for k in ("CLM", "MG2")}
         layers: dict[str, np.ndarray] = {}
+        full_res_quicklook = quicklook is None and "R1" in grids and max(grids["R1"].shape) <= settings.quicklook_size
 
         def keep(k: int, a: np.ndarray) -> None:
             if meta[k]["path"] in wanted:
@@ -771,11 +773,9 @@ def write_product(
         checked: list[ProductFile | None] = [None] * len(meta)
 
         def check(k: int, path: Path) -> None:
-            checked[k], problems = _verify_file(path, meta[k], settings.verify, settings)
-            if problems:
-                raise RuntimeError("product verification failed: " + "; ".join(problems))
+            checked[k] = _checked(path, meta[k], settings.verify, settings)
 
-        write_cogs(jobs, settings.cog, computed=keep if quicklook is None else None, check=check)
+        write_cogs(jobs, settings.cog, computed=keep if full_res_quicklook else None, check=check)
         if _hook is not None:
             _hook("rasters", tmp)
 
@@ -806,7 +806,7 @@ def write_product(
         rasters = tuple(f for f in checked if f is not None)
         if len(rasters) != n_rasters:  # write_cogs checks every file it writes
             raise RuntimeError(f"product verification failed: {n_rasters - len(rasters)} rasters were not checked")
-        files = rasters + _verify_and_hash(tmp, meta[n_rasters:], settings.verify, 1, settings)
+        files = rasters + tuple(_checked(tmp / m["path"], m, settings.verify, settings) for m in meta[n_rasters:])
         if _hook is not None:
             _hook("verified", tmp)
         _move_into_place(tmp, final)
@@ -896,19 +896,12 @@ def _verify_file(p: Path, m: Mapping[str, Any], verify: bool, settings: PackageS
     return ProductFile(path=m["path"], kind=m["kind"], size=p.stat().st_size, sha256=sha256_file(p), **kw), problems
 
 
-def _verify_and_hash(root: Path, meta: list[dict[str, Any]], verify: bool, workers: int = 2,
-                     settings: PackageSettings = DEFAULT_PACKAGE) -> tuple[ProductFile, ...]:
-    """Verify and hash every file of ``meta`` (``workers`` threads), in the order of ``meta``."""
-    done: list[tuple[ProductFile, list[str]] | None] = [None] * len(meta)
-
-    def one(k: int) -> None:
-        done[k] = _verify_file(root / meta[k]["path"], meta[k], verify, settings)
-
-    run_threaded(one, len(meta), workers)
-    problems = [x for d in done if d is not None for x in d[1]]
+def _checked(p: Path, m: Mapping[str, Any], verify: bool, settings: PackageSettings) -> ProductFile:
+    """:func:`_verify_file`, raising on any problem."""
+    f, problems = _verify_file(p, m, verify, settings)
     if problems:
         raise RuntimeError("product verification failed: " + "; ".join(problems))
-    return tuple(d[0] for d in done if d is not None)
+    return f
 
 
 def _group_label(m: Mapping[str, Any]) -> str:
