@@ -294,11 +294,36 @@ def test_quicklook_has_outlines(product: Any) -> None:
     res, _ = product
     with Image.open(res.path / f"{NAME}_QKL_ALL.jpg") as im:
         assert im.format == "JPEG" and im.mode == "RGB"
-        assert max(im.size) == 200
+        assert im.size == (135, 150)  # R1 600 x 540 / 4: the first power of two within 200 px
         a = np.asarray(im).astype(int)
     # green cloud outlines are present (JPEG: approximately)
     green = (a[..., 1] > 200) & (a[..., 0] < 80) & (a[..., 2] < 80)
     assert green.sum() > 50
+
+
+@pytest.mark.parametrize("shape", [(600, 540), (1891, 1877), (947, 2049)])
+def test_quicklook_shape_is_an_overview_level(tmp_path: Path, shape: tuple[int, int]) -> None:
+    """Larger than the quicklook, the image is drawn at one of the COG's overview levels (GDAL
+    reads it as stored instead of resampling the full resolution): its shape, rounding
+    included, is the shape GDAL gave that overview."""
+    from odc.geo.geobox import GeoBox
+
+    from l2a.io.cog import write_cog
+    from l2a.io.muscate import _quicklook_shape
+
+    g = GeoBox(shape, Affine(10, 0, 300000, 0, -10, 5000000), "EPSG:32631")
+    path = write_cog(np.zeros(shape, np.uint8), g, tmp_path / "a.tif")
+    with rasterio.open(path) as r:
+        levels = [(r.height // f, r.width // f) for f in r.overviews(1)]
+        stored = []
+        for i in range(len(levels)):
+            with rasterio.open(path, overview_level=i) as o:
+                stored.append(o.shape)
+    for size in (max(shape) // 2 + 1, 1000):  # (quicklook sizes above the 512 px tiles: levels exist)
+        want = _quicklook_shape(shape, size)
+        assert max(want) <= size < 2 * max(want)
+        assert want == tuple(shape) or want in stored, (size, want, stored, levels)
+    assert _quicklook_shape(shape, max(shape)) == tuple(shape)
 
 
 def test_outline_is_the_erosion_border() -> None:
