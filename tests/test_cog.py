@@ -219,7 +219,7 @@ def test_compression_level_is_honoured(tmp_path: Path) -> None:
             np.testing.assert_array_equal(r.read(1), a)  # lossless at every level
         sizes[level] = p.stat().st_size
     assert sizes[19] < 0.98 * sizes[1]
-    assert CogSettings().level == 3  # the documented default (benchmarks/production.py)
+    assert CogSettings().level == 1  # the documented default (benchmarks/production.py)
 
 
 def test_single_tile_image_has_no_overviews(tmp_path: Path) -> None:

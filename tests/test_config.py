@@ -159,7 +159,7 @@ def test_yaml_file(tmp_path: Path) -> None:
 
     pkg = chain_settings(s).package
     assert pkg.make_zip is True and pkg.cog.level == 9 and pkg.cog_validation == "rio-cogeo"
-    assert chain_settings(load_config(None)).package.cog.level == 3
+    assert chain_settings(load_config(None)).package.cog.level == 1
     assert chain_settings(load_config(None)).package.cog_validation == "layout"
 
 

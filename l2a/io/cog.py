@@ -57,10 +57,12 @@ class CogSettings:
         ``"ZSTD"`` (default) or ``"DEFLATE"`` (both lossless).
     level : int
         Compression level (ZSTD 1-22, DEFLATE 1-9; lossless at every level: only size and
-        time change). Default 3 for ZSTD (zstd's own default): on real Sentinel-2 reflectance
-        (``benchmarks/production.py`` prints the table) level 9 makes files only a few %
-        smaller for about twice the encoding time, and level 1 encodes 35-40 % faster for
-        files 0.2-5 % larger (a choice for sites where CPU counts more than storage).
+        time change). Default 1: on real Sentinel-2 reflectance (``benchmarks/production.py``
+        prints the table) level 3 (zstd's own default) makes files 0.2-4.5 % smaller for
+        1.5-1.7 times the encoding time, and level 9 a few % smaller again for about twice
+        level 3's time. Encoding is most of the packaging of a product, so level 1 keeps the
+        production layer's share of the chain low (sites where storage counts more than CPU
+        set 3 or 9).
     predictor : str
         ``"YES"`` lets GDAL pick (2 = horizontal differencing for integers, 3 for floats),
         ``"NO"`` disables it.
@@ -91,7 +93,7 @@ class CogSettings:
 
     blocksize: int = 512
     compress: str = "ZSTD"
-    level: int = 3
+    level: int = 1
     predictor: str = "YES"
     overview_count: int | None = None
     blocks_per_compute: int = 2
