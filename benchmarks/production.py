@@ -92,10 +92,10 @@ def _science_and_packaging(safe: Path, out: Path) -> tuple[float, float, float]:
     ds, quality = dask.compute(ds, carried_quality(l1c, rec.toa_read))  # as process_date carries them
     t_pack = float("inf")
     split: dict[str, float] = {}
-    for _ in range(REPEAT):
+    for k in range(REPEAT):  # each into a fresh folder, as in production (no old product to replace)
         with _timed_steps() as steps:
             t0 = time.perf_counter()
-            write_product(out / "pack", l1c=l1c, masks=masks, l2a=ds, quality=quality)
+            write_product(out / f"pack-{k}", l1c=l1c, masks=masks, l2a=ds, quality=quality)
             t = time.perf_counter() - t0
         if t < t_pack:
             t_pack, split = t, dict(steps)
@@ -169,7 +169,7 @@ def overhead(tmp: Path) -> None:
         safe = betsiboka_safe(tmp / f"l1c-{crop[2]}", crop)
         products.insert(len(products) - 1, (described(name, safe), safe, "38LPH"))
     for i, (label, safe, tile) in enumerate(products):
-        # the demo crop's product (out-0/pack) is one of the compression inputs
+        # the demo crop's product (out-0/pack-0) is one of the compression inputs
         _t_chain, t_pack, t_sci = _science_and_packaging(safe, tmp / f"out-{i}")
         runs = [_production_run(safe, tile, tmp / f"site-{i}-{k}") for k in range(REPEAT)]
         wall, timings = min(runs, key=lambda r: r[0])
@@ -258,7 +258,7 @@ def _real_pixels(tmp: Path) -> list[tuple[str, list[tuple[Any, Any]]]]:
             dn = r.read(1)
             gb = GeoBox(dn.shape, r.transform, f"EPSG:{r.crs.to_epsg()}")
         sets.append((f"real B01 band {dn.shape[0]} x {dn.shape[1]}", [(np.minimum(dn, 32767).astype(np.int16), gb)]))
-    demo = sorted((tmp / "out-0" / "pack").glob("*/*_[SF]RE_B*.tif"))  # written by overhead()
+    demo = sorted((tmp / "out-0" / "pack-0").glob("*/*_[SF]RE_B*.tif"))  # written by overhead()
     arrays = []
     for f in demo:
         with rasterio.open(f) as r:
