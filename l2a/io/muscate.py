@@ -100,7 +100,7 @@ class PackageSettings:
     quicklook_size : int
         Longest side of the quicklook at most (pixels). The quicklook is the R1 grid decimated
         by the smallest power of two that fits (the image itself up to this size, then half to
-        all of it, e.g. 686 px for a whole tile): one of the COG overview levels, which GDAL
+        all of it, e.g. 687 px for a whole tile): one of the COG overview levels, which GDAL
         reads as they are instead of resampling the full resolution (on a 1890 px product
         reading at 1000 px took 0.1 s, at 945 px a few ms).
     quicklook_max_reflectance : float
