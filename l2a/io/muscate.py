@@ -785,7 +785,7 @@ def write_product(
         checked: list[ProductFile | None] = [None] * len(meta)
 
         def check(k: int, path: Path) -> None:
-            checked[k] = _checked(path, meta[k], settings.verify, settings)
+            checked[k] = _checked(path, meta[k], settings)
 
         write_cogs(jobs, settings.cog, computed=keep if full_res_quicklook else None, check=check)
         if _hook is not None:
@@ -818,7 +818,7 @@ def write_product(
         rasters = tuple(f for f in checked if f is not None)
         if len(rasters) != n_rasters:  # write_cogs checks every file it writes
             raise RuntimeError(f"product verification failed: {n_rasters - len(rasters)} rasters were not checked")
-        files = rasters + tuple(_checked(tmp / m["path"], m, settings.verify, settings) for m in meta[n_rasters:])
+        files = rasters + tuple(_checked(tmp / m["path"], m, settings) for m in meta[n_rasters:])
         if _hook is not None:
             _hook("verified", tmp)
         _move_into_place(tmp, final)
@@ -872,16 +872,17 @@ def _cog_layout_problems(r: Any, rel: str, settings: PackageSettings) -> list[st
     return problems
 
 
-def _verify_file(p: Path, m: Mapping[str, Any], verify: bool, settings: PackageSettings = DEFAULT_PACKAGE) -> tuple[ProductFile, list[str]]:
-    """Check one written file ``p`` (grid, dtype, COG layout, readability) and hash it; ``m``
-    describes it (``m["path"]``: its path in the product, used in the problems)."""
+def _checked(p: Path, m: Mapping[str, Any], settings: PackageSettings) -> ProductFile:
+    """Check one written file ``p`` (grid, dtype, COG layout, readability; ``settings.verify``)
+    and hash it; ``m`` describes it (``m["path"]``: its path in the product, used in the
+    problems). Raises ``RuntimeError`` naming every problem."""
     import rasterio
 
     problems: list[str] = []
     kw: dict[str, Any] = {}
     if p.suffix == ".tif":
         g: GeoBox = m["grid"]
-        if verify:
+        if settings.verify:
             with rasterio.open(p) as r:
                 if (r.height, r.width) != tuple(g.shape):
                     problems.append(f"{m['path']}: shape {(r.height, r.width)} != {tuple(g.shape)}")
@@ -896,24 +897,18 @@ def _verify_file(p: Path, m: Mapping[str, Any], verify: bool, settings: PackageS
                     problems.append(f"{m['path']}: not a valid COG: {'; '.join(errors)}")
         kw = {"group": m["group"], "band": m["band"], "dtype": m["dtype"], "nodata": m["nodata"], "count": m["count"],
               "shape": tuple(int(x) for x in g.shape), "transform": tuple(float(x) for x in tuple(g.affine)[:6])}
-    elif verify and p.suffix == ".jpg":
+    elif settings.verify and p.suffix == ".jpg":
         from PIL import Image
 
         with Image.open(p) as im:
             im.verify()
-    elif verify and p.suffix == ".xml":
+    elif settings.verify and p.suffix == ".xml":
         import defusedxml.ElementTree as DET
 
         DET.parse(p)
-    return ProductFile(path=m["path"], kind=m["kind"], size=p.stat().st_size, sha256=sha256_file(p), **kw), problems
-
-
-def _checked(p: Path, m: Mapping[str, Any], verify: bool, settings: PackageSettings) -> ProductFile:
-    """:func:`_verify_file`, raising on any problem."""
-    f, problems = _verify_file(p, m, verify, settings)
     if problems:
         raise RuntimeError("product verification failed: " + "; ".join(problems))
-    return f
+    return ProductFile(path=m["path"], kind=m["kind"], size=p.stat().st_size, sha256=sha256_file(p), **kw)
 
 
 def _group_label(m: Mapping[str, Any]) -> str:
